@@ -1,0 +1,79 @@
+"""Input checks shared by attnlib's functional core.
+
+Every public function validates its arguments here, so that bad input fails with
+a message naming the argument, what it got and what it needs, instead of being
+silently broadcast into a wrong answer.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+
+def as_float_array(x, name: str):
+    """Return ``x`` as a floating numpy array or torch tensor.
+
+    Torch tensors stay tensors and everything else becomes a numpy array, so a
+    function returns the type it was given. Integer input is promoted to float
+    (float64 for numpy, torch's default dtype for torch); booleans, complex
+    numbers and non-numeric objects raise ``TypeError``.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
+        return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numpy array or torch tensor of real numbers, "
+                        f"got {type(x).__name__}") from err
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got {type(x).__name__} "
+                        f"of dtype {arr.dtype}")
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+
+
+def as_mask(mask, like, name: str = "mask"):
+    """Return the boolean ``mask`` in the backend of ``like``, checked to broadcast to it.
+
+    ``mask`` must be boolean (True = may attend / keep) and broadcastable to
+    ``like.shape`` without changing that shape.
+    """
+    is_tensor = isinstance(mask, torch.Tensor)
+    dtype = mask.dtype if is_tensor else np.asarray(mask).dtype
+    if dtype not in (torch.bool, np.bool_):
+        raise TypeError(f"{name} must be boolean (True = keep), got dtype {dtype}")
+    if isinstance(like, torch.Tensor):
+        mask = torch.as_tensor(mask, device=like.device)
+    else:
+        mask = mask.cpu().numpy() if is_tensor else np.asarray(mask)
+    shape = tuple(like.shape)
+    try:
+        fits = np.broadcast_shapes(tuple(mask.shape), shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name} of shape {tuple(mask.shape)} cannot broadcast to "
+                         f"shape {shape}")
+    return mask
+
+
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    """Return ``axis`` as a non-negative index into ``ndim`` dimensions."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an input with {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def check_positive(value, name: str) -> float:
+    """Return ``value`` as a float, checked to be a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)

@@ -1,0 +1,116 @@
+"""The website: built with warnings as errors, in both the full and the student edition."""
+
+import html as htmllib
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import learner_notebook, secret_lines
+
+from attnlib.course import ROOT, chapter_ids
+
+CHAPTERS = chapter_ids()
+JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
+
+
+def build(name, **env):
+    """Build the site into _build/<name>/_build/html; fail with the log on any warning."""
+    out = ROOT / "_build" / name
+    run = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
+                          "-W", "-n", "--keep-going"], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def site():
+    return build("test-site")
+
+
+@pytest.fixture(scope="module")
+def student_site():
+    return build("test-student", BOOK_EDITION="student")
+
+
+class Links(HTMLParser):
+    """Collects the src of every <img> and the href of every <a> of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img" and attrs.get("src"):
+            self.images.append(attrs["src"])
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+
+
+def page_text(html):
+    """The text of an HTML page, without tags and with entities decoded."""
+    return htmllib.unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def parse(page):
+    links = Links()
+    links.feed(page.read_text(encoding="utf-8"))
+    return links
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page(site, chapter):
+    page = site / "chapters" / chapter / f"{chapter}.html"
+    html = page.read_text(encoding="utf-8")
+    links = parse(page)
+    figures = [src for src in links.images if src.endswith((".png", ".svg"))
+               and "_images" in src]
+    assert figures, "the chapter shows no figure"
+    for src in links.images:
+        if not src.startswith(("http:", "https:", "data:")):
+            assert (page.parent / src).is_file(), f"missing image {src}"
+    assert "mathjax" in html.lower() and re.search(r'class="math', html), "no typeset math"
+    assert "Traceback" not in html, "an error output reached the page"
+    # the download button offers the learner edition, exactly as committed
+    download = f"_sources/chapters/{chapter}/{chapter}.ipynb"
+    assert any(href.endswith(download) for href in links.links), "no .ipynb download link"
+    offered = nbformat.read(site / download, as_version=4)
+    assert offered == nbformat.read(learner_notebook(chapter), as_version=4)
+
+
+def test_internal_links_resolve(site):
+    for page in site.rglob("*.html"):
+        for href in parse(page).links:
+            target = href.split("#")[0]
+            if target and not re.match(r"^[a-z]+:", target):
+                assert (page.parent / target).exists(), f"{page.relative_to(site)}: broken {href}"
+
+
+def test_search(site):
+    assert (site / "search.html").is_file()
+    assert "softmax" in (site / "searchindex.js").read_text(encoding="utf-8").lower()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solutions_one_click_away(site, chapter):
+    html = (site / "book" / "solutions.html").read_text(encoding="utf-8")
+    assert 'class="admonition dropdown' in html
+    text = page_text(html)
+    shown = [line for line in secret_lines(chapter) if line in text]
+    assert shown, "the solutions page shows no solution code"
+    assert "HIDDEN TESTS" not in html
+
+
+def test_student_site_has_no_solutions(student_site):
+    html = (student_site / "book" / "solutions.html").read_text(encoding="utf-8")
+    assert "built without solutions" in html
+    secrets = set().union(*(secret_lines(c) for c in CHAPTERS))
+    for page in student_site.rglob("*.html"):
+        text = page_text(page.read_text(encoding="utf-8"))
+        assert not [s for s in secrets if s in text], f"solution text in {page.name}"

@@ -22,7 +22,7 @@ def build(name, **env):
     """Build the site into _build/<name>/_build/html; fail with the log on any warning."""
     out = ROOT / "_build" / name
     run = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
-                          "-W", "-n", "--keep-going"], capture_output=True, text=True,
+                          "-W", "-n", "--keep-going"], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, **env})
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     return out / "_build" / "html"
@@ -100,7 +100,8 @@ def test_search(site):
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_solutions_one_click_away(site, chapter):
     html = (site / "book" / "solutions.html").read_text(encoding="utf-8")
-    assert 'class="admonition dropdown' in html
+    assert "togglebutton" in html and re.search(r'class="dropdown admonition', html), \
+        "solutions are not folded"
     text = page_text(html)
     shown = [line for line in secret_lines(chapter) if line in text]
     assert shown, "the solutions page shows no solution code"

@@ -5,7 +5,12 @@ Shapes follow torch, ``(..., L, d)`` with heads as a leading dimension
 accepts numpy arrays and torch tensors and returns the type it was given.
 """
 
+from .attention import scaled_dot_product_attention
+from .masks import causal_mask, padding_mask
 from .softmax import log_softmax, softmax
 
-__all__ = ["softmax", "log_softmax"]
+__all__ = [
+    "softmax", "log_softmax",
+    "scaled_dot_product_attention", "causal_mask", "padding_mask",
+]
 __version__ = "0.1.0"

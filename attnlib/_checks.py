@@ -36,11 +36,11 @@ def as_float_array(x, name: str):
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
-def as_mask(mask, like, name: str = "mask"):
-    """Return the boolean ``mask`` in the backend of ``like``, checked to broadcast to it.
+def as_mask(mask, like, shape=None, name: str = "mask"):
+    """Return the boolean ``mask`` in the backend (and device) of the array ``like``.
 
     ``mask`` must be boolean (True = may attend / keep) and broadcastable to
-    ``like.shape`` without changing that shape.
+    ``shape`` (default ``like.shape``) without changing that shape.
     """
     is_tensor = isinstance(mask, torch.Tensor)
     dtype = mask.dtype if is_tensor else np.asarray(mask).dtype
@@ -50,7 +50,7 @@ def as_mask(mask, like, name: str = "mask"):
         mask = torch.as_tensor(mask, device=like.device)
     else:
         mask = mask.cpu().numpy() if is_tensor else np.asarray(mask)
-    shape = tuple(like.shape)
+    shape = tuple(like.shape if shape is None else shape)
     try:
         fits = np.broadcast_shapes(tuple(mask.shape), shape) == shape
     except ValueError:
@@ -77,3 +77,52 @@ def check_positive(value, name: str) -> float:
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return float(value)
+
+
+def check_real(value, name: str) -> float:
+    """Return ``value`` as a float, checked to be a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def check_count(value, name: str, minimum: int = 0) -> int:
+    """Return ``value`` as an int, checked to be a whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def as_qkv(q, k, v):
+    """Check attention inputs; return ``(q, k, v, batch_shape)``.
+
+    Shapes: ``q (..., Lq, d)``, ``k (..., Lk, d)``, ``v (..., Lk, dv)``, with
+    leading dimensions that broadcast together into ``batch_shape``. All three
+    must be numpy arrays or all torch tensors (of one dtype).
+    """
+    q, k, v = (as_float_array(a, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+    kinds = {isinstance(a, torch.Tensor) for a in (q, k, v)}
+    if len(kinds) > 1:
+        raise TypeError("q, k and v must be all numpy arrays or all torch tensors")
+    if True in kinds and len({a.dtype for a in (q, k, v)}) > 1:
+        raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    for a, name, dims in ((q, "q", "(..., Lq, d)"), (k, "k", "(..., Lk, d)"),
+                          (v, "v", "(..., Lk, dv)")):
+        if a.ndim < 2:
+            raise ValueError(f"{name} must have shape {dims}, got shape {tuple(a.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
+                         f"share the feature size d (last dimension): {q.shape[-1]} != {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k of shape {tuple(k.shape)} and v of shape {tuple(v.shape)} must "
+                         f"have the same length Lk: {k.shape[-2]} != {v.shape[-2]}")
+    try:
+        batch = np.broadcast_shapes(*(tuple(a.shape[:-2]) for a in (q, k, v)))
+    except ValueError:
+        raise ValueError(f"the leading (batch) dimensions of q {tuple(q.shape)}, k "
+                         f"{tuple(k.shape)} and v {tuple(v.shape)} do not broadcast") from None
+    return q, k, v, batch

@@ -39,16 +39,18 @@ def student_site():
 
 
 class Links(HTMLParser):
-    """Collects the src of every <img> and the href of every <a> of a page."""
+    """Collects the src of every <img> and <script> and the href of every <a> of a page."""
 
     def __init__(self):
         super().__init__()
-        self.images, self.links = [], []
+        self.images, self.scripts, self.links = [], [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "img" and attrs.get("src"):
             self.images.append(attrs["src"])
+        if tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
 
@@ -75,7 +77,10 @@ def test_chapter_page(site, chapter):
     for src in links.images:
         if not src.startswith(("http:", "https:", "data:")):
             assert (page.parent / src).is_file(), f"missing image {src}"
-    assert "mathjax" in html.lower() and re.search(r'class="math', html), "no typeset math"
+    # math is marked up for MathJax, which is served with the site (no CDN needed)
+    assert re.search(r'class="math', html), "no math on the page"
+    mathjax = [src for src in links.scripts if "mathjax" in src.lower()]
+    assert mathjax and all((page.parent / src).is_file() for src in mathjax), mathjax
     assert "Traceback" not in html, "an error output reached the page"
     # the download button offers the learner edition, exactly as committed
     download = f"_sources/chapters/{chapter}/{chapter}.ipynb"

@@ -25,7 +25,7 @@ book-student: $(READY)
 	BOOK_EDITION=student $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/student
 
 test: $(READY)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 chapters: $(READY)
 	$(BIN)/python -m attnlib release

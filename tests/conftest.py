@@ -1,8 +1,13 @@
 """Helpers shared by the notebook, grading and website tests."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
+import pytest
 
 from attnlib.course import ROOT, source_notebook
 
@@ -22,3 +27,30 @@ def secret_lines(chapter):
     lines = {line.strip() for s in sources for m in BLOCK.finditer(s)
              for line in m.group(2).splitlines()}
     return {line for line in lines if len(line) > 8 and line not in outside}
+
+
+def build_site(name, **env):
+    """Build the website into _build/<name>/_build/html with warnings as errors.
+
+    Runs from the repository root, so every build shares the execution cache in
+    _build/.jupyter_cache. Fails the calling test with the build log on any warning.
+    """
+    out = ROOT / "_build" / name
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out),
+                          "-W", "-n", "--keep-going"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def site():
+    """The full website (learner chapters and folded solutions)."""
+    return build_site("test-site")
+
+
+@pytest.fixture(scope="session")
+def student_site():
+    """The website built without solutions (BOOK_EDITION=student)."""
+    return build_site("test-student", BOOK_EDITION="student")

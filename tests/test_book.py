@@ -1,41 +1,17 @@
 """The website: built with warnings as errors, in both the full and the student edition."""
 
 import html as htmllib
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import learner_notebook, secret_lines
 
-from attnlib.course import ROOT, chapter_ids
+from attnlib.course import chapter_ids
 
 CHAPTERS = chapter_ids()
-JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
-
-
-def build(name, **env):
-    """Build the site into _build/<name>/_build/html; fail with the log on any warning."""
-    out = ROOT / "_build" / name
-    run = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
-                          "-W", "-n", "--keep-going"], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, **env})
-    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    return out / "_build" / "html"
-
-
-@pytest.fixture(scope="module")
-def site():
-    return build("test-site")
-
-
-@pytest.fixture(scope="module")
-def student_site():
-    return build("test-student", BOOK_EDITION="student")
+pytestmark = pytest.mark.xdist_group("site")  # one worker builds the site once
 
 
 class Links(HTMLParser):

@@ -65,12 +65,23 @@ def test_chapter_page(site, chapter):
     assert offered == nbformat.read(learner_notebook(chapter), as_version=4)
 
 
-def test_internal_links_resolve(site):
+def test_internal_links_and_anchors_resolve(site):
+    ids = {}  # page -> the ids it defines
+
+    def anchors(page):
+        if page not in ids:
+            ids[page] = set(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+        return ids[page]
+
     for page in site.rglob("*.html"):
         for href in parse(page).links:
-            target = href.split("#")[0]
-            if target and not re.match(r"^[a-z]+:", target):
-                assert (page.parent / target).exists(), f"{page.relative_to(site)}: broken {href}"
+            if re.match(r"^[a-z]+:", href):
+                continue  # external, mailto:, javascript:
+            target, _, anchor = href.partition("#")
+            path = (page.parent / target).resolve() if target else page
+            assert path.exists(), f"{page.relative_to(site)}: broken link {href}"
+            if anchor and path.suffix == ".html":
+                assert anchor in anchors(path), f"{page.relative_to(site)}: no anchor {href}"
 
 
 def test_search(site):

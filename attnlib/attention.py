@@ -6,21 +6,30 @@ Reference semantics (the plain path, written out below)::
     weights = softmax(scores, axis=-1, mask=keep)   # keep = mask & causal
     out     = weights @ v                           # (..., Lq, dv)
 
-A query row whose keys are all masked gets zero weights and a zero output,
-never NaN. The torch fast path calls ``torch.nn.functional.scaled_dot_product_attention``
-and gives the same result.
+Every query ``i`` is scored against every key ``j``: the score matrix holds all
+``Lq * Lk`` pairs, not only ``i == j``. A query row whose keys are all masked
+gets zero weights and a zero output, never NaN. The torch fast path calls
+``torch.nn.functional.scaled_dot_product_attention`` and gives the same result.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._checks import as_mask, as_qkv, check_real
 from .masks import causal_mask
 from .softmax import softmax
+
+
+def _check_flag(value, name: str) -> bool:
+    """Return ``value`` as a bool; anything but True/False raises ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
 
 
 def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None,
@@ -43,10 +52,17 @@ def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None
     Returns:
         ``out`` of shape ``(..., Lq, dv)`` and the type of ``q``, or
         ``(out, weights)`` with ``weights`` of shape ``(..., Lq, Lk)``.
+        A query with no key to attend to (fully masked, or ``Lk == 0``) gets
+        zero weights and a zero output.
     """
     q, k, v, batch = as_qkv(q, k, v)
-    lq, lk = q.shape[-2], k.shape[-2]
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_real(scale, "scale")
+    causal = _check_flag(causal, "causal")
+    return_weights = _check_flag(return_weights, "return_weights")
+    (lq, d), lk = q.shape[-2:], k.shape[-2]
+    if d == 0:
+        raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} need "
+                         "a feature size d >= 1 (last dimension)")
+    scale = 1.0 / math.sqrt(d) if scale is None else check_real(scale, "scale")
     keep = None
     if mask is not None:
         keep = as_mask(mask, q, shape=(*batch, lq, lk))
@@ -54,22 +70,34 @@ def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None
         tri = as_mask(causal_mask(lq, lk), q, shape=(lq, lk))
         keep = tri if keep is None else keep & tri
 
-    if isinstance(q, torch.Tensor) and not return_weights:
+    if isinstance(q, torch.Tensor) and not return_weights and lk > 0:
         return _sdpa_torch(q, k, v, keep, scale, is_causal=causal and mask is None)
 
     # plain path: the reference semantics, step by step
-    scores = (q @ k.swapaxes(-1, -2)) * scale          # (..., Lq, Lk)
-    weights = softmax(scores, axis=-1, mask=keep)      # zeros on fully masked rows
+    scores = (q @ k.swapaxes(-1, -2)) * scale          # (..., Lq, Lk): every pair (i, j)
+    scores = _broadcast(scores, (*batch, lq, lk))      # v's batch dims may add to q's and k's
+    if lk == 0:                                        # no key at all: zero weights, zero output
+        weights = scores
+    else:
+        weights = softmax(scores, axis=-1, mask=keep)  # zeros on fully masked rows
     out = weights @ v                                  # (..., Lq, dv)
     return (out, weights) if return_weights else out
+
+
+def _broadcast(x, shape):
+    """``x`` broadcast to ``shape`` (a view, no copy), numpy or torch."""
+    if tuple(x.shape) == tuple(shape):
+        return x
+    return x.expand(*shape) if isinstance(x, torch.Tensor) else np.broadcast_to(x, shape)
 
 
 def _sdpa_torch(q, k, v, keep, scale, is_causal):
     """Fast path: torch's fused kernel, with fully masked rows set to zero.
 
-    Torch returns NaN for a query with no key to attend to. Such rows are given
-    an all-True mask (so neither values nor gradients become NaN) and their
-    output is then replaced by zeros.
+    Older torch releases return NaN for a query with no key to attend to, and
+    some kernels give NaN gradients there. Such rows are given an all-True mask
+    (so neither values nor gradients become NaN) and their output is then
+    replaced by zeros.
     """
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     q, k, v = (t.expand(*batch, *t.shape[-2:]) for t in (q, k, v))
@@ -77,6 +105,7 @@ def _sdpa_torch(q, k, v, keep, scale, is_causal):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     if keep is None:
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    keep = keep.expand(*keep.shape[:-2], *q.shape[-2:-1], k.shape[-2])  # (..., Lq, Lk), a view
     has_any = keep.any(dim=-1, keepdim=True)           # (..., Lq, 1)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep | ~has_any, scale=scale)
     return torch.where(has_any, out, 0.0)

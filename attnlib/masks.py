@@ -12,11 +12,12 @@ def causal_mask(n_q: int, n_k: int | None = None) -> np.ndarray:
     """Causal mask of shape ``(n_q, n_k)``: query ``i`` may attend key ``j`` iff ``j <= i``.
 
     Aligned top-left like torch's ``is_causal=True``: with ``n_q != n_k`` query 0
-    still sees key 0 only. ``n_k`` defaults to ``n_q``. Returns a numpy array;
-    attnlib converts it when the scores are torch tensors.
+    still sees key 0 only, and with ``n_q > n_k`` the queries ``i >= n_k`` see
+    every key. ``n_k`` defaults to ``n_q``; either may be 0 (an empty mask).
+    Returns a numpy array; attnlib converts it when the scores are torch tensors.
     """
-    n_q = check_count(n_q, "n_q", 1)
-    n_k = n_q if n_k is None else check_count(n_k, "n_k", 1)
+    n_q = check_count(n_q, "n_q", 0)
+    n_k = n_q if n_k is None else check_count(n_k, "n_k", 0)
     return np.tril(np.ones((n_q, n_k), dtype=bool))
 
 

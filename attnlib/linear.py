@@ -1,0 +1,119 @@
+"""Kernelized linear attention (Katharopoulos et al., 2020) with the feature map elu(x) + 1.
+
+Reference semantics (quadratic; an approximation of softmax attention, not equal to it)::
+
+    phi(x)  = elu(x) + 1                      # > 0 everywhere
+    A[i, j] = phi(q_i) . phi(k_j)             # (..., Lq, Lk), j <= i if causal; no 1/sqrt(d)
+    out_i   = sum_j A[i, j] v_j / sum_j A[i, j]
+
+The fast path reorders the products: ``phi(q) (phi(k)^T v)`` costs ``O(n d dv)``
+instead of ``O(n^2 d)``. Causal attention needs, for every ``i``, the prefix sums
+``S_i = sum_{j<=i} phi(k_j) v_j^T`` (a ``d x dv`` matrix each); storing all of them
+would take ``O(n d dv)`` memory. The chunked form stores one state per chunk of
+``C`` positions and handles the positions inside a chunk with a small ``C x C``
+masked product, which takes ``O(n d dv / C + n C)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._checks import as_float_array, as_qkv, check_count
+
+
+def elu_feature_map(x):
+    """``phi(x) = elu(x) + 1``, elementwise: ``x + 1`` for ``x > 0``, ``exp(x)`` otherwise.
+
+    Accepts a numpy array or torch tensor of any shape ``(...)`` and returns the
+    same type and shape; every entry is > 0 (for finite ``x`` not below about -700
+    in float64).
+    """
+    x = as_float_array(x, "x")
+    # exp(x) directly rather than (exp(x) - 1) + 1, which loses the digits of small values
+    if isinstance(x, torch.Tensor):
+        return torch.where(x > 0, x + 1.0, torch.exp(torch.clamp(x, max=0.0)))
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def linear_attention(q, k, v, *, causal=False, chunk_size=64):
+    """Linear attention with ``phi = elu + 1``: ``phi(q) (phi(k)^T v)``, normalised per query.
+
+    Output ``out_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j)`` over all
+    keys ``j``, or over ``j <= i`` with ``causal=True``. There is no ``1 / sqrt(d)``
+    scaling and no softmax: this approximates softmax attention, it does not
+    equal it.
+
+    Args:
+        q: queries, shape ``(..., Lq, d)``.
+        k: keys, shape ``(..., Lk, d)`` (``Lk == Lq`` if causal).
+        v: values, shape ``(..., Lk, dv)``. All numpy arrays or all torch tensors.
+        causal: query ``i`` attends only keys ``j <= i``.
+        chunk_size: positions per chunk of the causal form, an int >= 1; it
+            changes the memory and speed, not the result.
+
+    Returns:
+        ``out`` of shape ``(..., Lq, dv)`` and the type of ``q``.
+    """
+    q, k, v, _ = as_qkv(q, k, v)
+    chunk = check_count(chunk_size, "chunk_size", 1)
+    fq, fk = elu_feature_map(q), elu_feature_map(k)
+    if not causal:
+        state = fk.swapaxes(-1, -2) @ v                         # (..., d, dv)
+        norm = fk.sum(-2)[..., :, None]                         # (..., d, 1)
+        return (fq @ state) / (fq @ norm)                       # (..., Lq, dv)
+    n = q.shape[-2]
+    if k.shape[-2] != n:
+        raise ValueError(f"causal linear attention needs one key per query: q of shape "
+                         f"{tuple(q.shape)} and k of shape {tuple(k.shape)} differ in length")
+    if n == 0:
+        raise ValueError(f"q of shape {tuple(q.shape)} has no positions: n must be >= 1")
+    return _causal_chunked(fq, fk, v, min(chunk, n))
+
+
+def _causal_chunked(fq, fk, v, chunk):
+    """Causal linear attention on features ``fq (..., n, d)``, ``fk (..., n, d)``, ``v (..., n, dv)``.
+
+    Chunk ``c`` covers positions ``c C .. c C + C - 1``. A query sees (1) the
+    state of all earlier chunks, an exclusive prefix sum of the per-chunk sums
+    ``phi(k)^T v``, and (2) the keys of its own chunk up to itself.
+    """
+    n = fq.shape[-2]
+    nc = -(-n // chunk)
+    pad = nc * chunk - n          # padded keys have phi = 0, so they add nothing
+    lib, cat = (torch, torch.cat) if isinstance(fq, torch.Tensor) else (np, np.concatenate)
+    fq, fk, v = (_chunks(_pad_end(x, pad), chunk) for x in (fq, fk, v))   # (..., nc, C, .)
+    # (1) earlier chunks: exclusive prefix sums of the chunk states
+    state = fk.swapaxes(-1, -2) @ v                              # (..., nc, d, dv)
+    norm = fk.sum(-2)[..., :, None]                              # (..., nc, d, 1)
+    state, norm = (_exclusive_cumsum(x, lib, cat) for x in (state, norm))
+    num = fq @ state                                             # (..., nc, C, dv)
+    den = fq @ norm                                              # (..., nc, C, 1)
+    # (2) own chunk: a masked C x C product
+    a = fq @ fk.swapaxes(-1, -2)                                 # (..., nc, C, C)
+    a = a * lib.tril(lib.ones((chunk, chunk), dtype=a.dtype, **_device(a)))
+    num = num + a @ v
+    den = den + a.sum(-1)[..., None]
+    num, den = (x.reshape(*x.shape[:-3], nc * chunk, x.shape[-1])[..., :n, :] for x in (num, den))
+    return num / den                                             # padded queries dropped first
+
+
+def _pad_end(x, pad):
+    if isinstance(x, torch.Tensor):
+        return F.pad(x, (0, 0, 0, pad))
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, pad), (0, 0)])
+
+
+def _chunks(x, c):
+    return x.reshape(*x.shape[:-2], x.shape[-2] // c, c, x.shape[-1])
+
+
+def _exclusive_cumsum(x, lib, cat):
+    """Sum of the earlier entries along axis -3 (0 for the first)."""
+    total = lib.cumsum(x, -3)
+    return cat([lib.zeros_like(total[..., :1, :, :]), total[..., :-1, :, :]], -3)
+
+
+def _device(a):
+    return {"device": a.device} if isinstance(a, torch.Tensor) else {}

@@ -1,0 +1,134 @@
+"""Sparse and local attention against torch's dense fused kernel.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/sparse_attention.py              # about 3-5 minutes on 2 cores
+    .venv/bin/python benchmarks/sparse_attention.py --no-causal  # only the two targets
+    .venv/bin/python benchmarks/sparse_attention.py --threads 1  # steadier on a busy machine
+
+It prints three tables, each measured side by side in one run:
+
+1. Time at n=16384, B=1, H=8, d=64, float32, bidirectional: median wall time of
+   ``attnlib.sliding_window_attention(window=256)``, Longformer, BigBird, Linformer
+   and linear attention next to ``torch.nn.functional.scaled_dot_product_attention``
+   (the baseline, dense). Target: the sliding window takes <= 0.1x torch's time.
+2. The same for causal attention (baseline: torch with ``is_causal=True``): the causal
+   sliding window, the Sparse Transformer's strided and fixed patterns, causal linear
+   attention.
+3. Extra peak memory of the sliding window (window=256, H=8) at n = 4096, 16384 and
+   65536, each measured in a fresh process (see ``attnlib.benchmark``). Target: from
+   16384 to 65536 (4x the length) the extra memory grows by at most 5x.
+
+The repeats are interleaved (a, b, c, a, b, c, ...) so that other work on the machine
+slows every implementation alike; ratios of medians are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+
+import torch
+
+import attnlib
+from attnlib.benchmark import attention_call, compare, format_bytes, peak_memory, torch_sdpa
+
+N, HEADS, D, WINDOW = 16384, 8, 64, 256
+TIME_TARGET = 0.1
+MEMORY_TARGET = 5.0
+
+
+@functools.lru_cache(maxsize=4)
+def _projection(n: int, r: int) -> torch.Tensor:
+    return torch.as_tensor(attnlib.linformer_projection(n, r), dtype=torch.float32)
+
+
+def linformer_256(q, k, v):
+    """Linformer with a fixed random projection of the n keys onto r = 256."""
+    return attnlib.linformer_attention(q, k, v, proj_k=_projection(k.shape[-2], 256))
+
+
+def sdpa_causal(q, k, v):
+    return torch_sdpa(q, k, v, causal=True)
+
+
+def time_table(title: str, impls: dict, baseline: str, repeats: int):
+    call = functools.partial(attention_call, n=N, heads=HEADS, d=D, dtype="float32")
+    result = compare({name: functools.partial(call, fn, **kw) for name, (fn, kw) in impls.items()},
+                     baseline=baseline, repeats=repeats, warmup=1, title=title)
+    print(result)
+    return result
+
+
+def memory_table(lengths=(4096, 16384, 65536)) -> float:
+    """Print the memory growth of the sliding window; return extra(64k) / extra(16k)."""
+    print(f"Extra peak memory of sliding_window_attention(window={WINDOW}), B=1, H={HEADS}, "
+          f"d={D}, float32 (each in a fresh process)")
+    print(f"{'n':>7s}  {'extra peak':>12s}  {'/ extra at 16384':>16s}  "
+          f"{'torch sdpa':>11s}  {'one dense score matrix':>22s}")
+    peaks, dense = {}, {}
+    for n in lengths:
+        call = functools.partial(attention_call, n=n, heads=HEADS, d=D, dtype="float32")
+        peaks[n] = peak_memory(functools.partial(call, attnlib.sliding_window_attention,
+                                                 window=WINDOW))
+        dense[n] = peak_memory(functools.partial(call, torch_sdpa)) if n <= 16384 else None
+    for n in lengths:
+        print(f"{n:7d}  {format_bytes(peaks[n]):>12s}  {peaks[n] / peaks[16384]:16.2f}  "
+              f"{format_bytes(dense[n]):>11s}  {format_bytes(n * n * HEADS * 4):>22s}")
+    growth = peaks[65536] / peaks[16384]
+    verdict = "meets" if growth <= MEMORY_TARGET else "MISSES"
+    print(f"65536 vs 16384 (4x the length): {growth:.2f}x the extra memory "
+          f"({verdict} the target <= {MEMORY_TARGET:.0f}x)\n")
+    return growth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation")
+    parser.add_argument("--no-causal", action="store_true", help="skip the causal table")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, all cores)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), "
+          f"load average {load:.1f}\n")
+
+    sliding = f"sliding_window(window={WINDOW})"
+    result = time_table(
+        f"Time, n={N}, B=1, H={HEADS}, d={D}, float32, bidirectional",
+        {"torch sdpa (dense)": (torch_sdpa, {}),
+         sliding: (attnlib.sliding_window_attention, dict(window=WINDOW)),
+         f"longformer(window={WINDOW}, 16 global)": (attnlib.longformer_attention,
+                                                    dict(window=WINDOW, global_tokens=list(range(16)))),
+         "bigbird(block=64, 3+1+2 blocks)": (attnlib.bigbird_attention, dict(block_size=64)),
+         "linformer(r=256)": (linformer_256, {}),
+         "linear_attention": (attnlib.linear_attention, {})},
+        "torch sdpa (dense)", args.repeats)
+    ratio = result.ratio(sliding)
+    verdict = "meets" if ratio <= TIME_TARGET else "MISSES"
+    print(f"sliding window / torch sdpa: {ratio:.3f}x ({verdict} the target <= {TIME_TARGET}x)\n")
+
+    if not args.no_causal:
+        time_table(
+            f"Time, n={N}, B=1, H={HEADS}, d={D}, float32, causal",
+            {"torch sdpa (causal)": (sdpa_causal, {}),
+             f"sliding_window(window={WINDOW}, causal)": (attnlib.sliding_window_attention,
+                                                          dict(window=WINDOW, causal=True)),
+             "strided(stride=128)": (attnlib.strided_attention, dict(stride=128)),
+             "fixed(stride=128)": (attnlib.fixed_attention, dict(stride=128)),
+             "linear_attention(causal)": (attnlib.linear_attention, dict(causal=True))},
+            "torch sdpa (causal)", args.repeats)
+        print()
+
+    growth = memory_table()
+    print(f"summary: time {ratio:.3f}x torch sdpa (target <= {TIME_TARGET}x); "
+          f"memory 16k -> 64k {growth:.2f}x (target <= {MEMORY_TARGET:.0f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

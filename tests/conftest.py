@@ -20,13 +20,16 @@ def learner_notebook(chapter):
 
 
 def secret_lines(chapter):
-    """Lines (stripped, longer than 8 characters) that appear in the source notebook
-    only inside solution or hidden-test blocks: none of them may reach a learner."""
+    """Lines (stripped, longer than 8 characters) of the source notebook's solution
+    and hidden-test blocks that appear nowhere public (outside those blocks, in any
+    learner edition, or in attnlib's code): none of them may reach a learner."""
     sources = [c.source for c in nbformat.read(source_notebook(chapter), as_version=4).cells]
-    outside = "\n".join(BLOCK.sub("", s) for s in sources)
+    public = "\n".join([BLOCK.sub("", s) for s in sources]
+                       + [p.read_text(encoding="utf-8") for p in (ROOT / "chapters").glob("*/*.ipynb")]
+                       + [p.read_text(encoding="utf-8") for p in (ROOT / "attnlib").rglob("*.py")])
     lines = {line.strip() for s in sources for m in BLOCK.finditer(s)
              for line in m.group(2).splitlines()}
-    return {line for line in lines if len(line) > 8 and line not in outside}
+    return {line for line in lines if len(line) > 8 and line not in public}
 
 
 def build_site(name, **env):

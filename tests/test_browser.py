@@ -114,10 +114,11 @@ def test_search_finds_softmax(page, base_url):
 def test_navigation_links(page, base_url):
     page.goto(f"{base_url}/index.html", wait_until="networkidle")
     assert page.url.endswith("book/intro.html"), "index.html should lead to the landing page"
-    for chapter in CHAPTERS:  # walk the chapters with the "next" button
+    # walk the getting-started page and every chapter with the "next" button
+    for path in ["book/running", *(f"chapters/{c}/{c}" for c in CHAPTERS)]:
         page.locator("a.right-next").click()
         page.wait_for_load_state("networkidle")
-        assert page.url.endswith(f"chapters/{chapter}/{chapter}.html")
+        assert page.url.endswith(f"{path}.html")
     page.locator("nav.bd-docs-nav a", has_text="Solutions").click()
     page.wait_for_load_state("networkidle")
     assert page.url.endswith("book/solutions.html")

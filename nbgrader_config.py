@@ -3,6 +3,11 @@
 Each chapter id (``01_softmax``, ...) is an assignment. ``solutions/<id>/<id>.ipynb``
 is the source (solutions and hidden tests); ``chapters/<id>/<id>.ipynb`` is the
 learner edition that ``nbgrader generate_assignment <id>`` writes.
+
+Submissions are executed by ``attnlib.execution.GradingExecute`` instead of
+nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system,
+only a scratch folder writable) with CPU-time and memory limits, surviving
+crashes and endless loops, and scoring 0 a notebook that tampers with the checks.
 """
 
 import os
@@ -14,7 +19,32 @@ c.CourseDirectory.course_id = "attention-book"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "chapters"
 
-# Grading: the kernel runs each cell for at most this many seconds.
+# Autograding puts back deleted exercises before nbgrader puts back their tests, and
+# runs the submission with GradingExecute (the rest is nbgrader's default).
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "attnlib.restore.RestoreSolutionCells",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "attnlib.execution.GradingExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Per cell: at most this many seconds (then it is interrupted, or its kernel restarted).
 c.Execute.timeout = 300
+# The whole kernel: memory, CPU seconds, and whether to use the bubblewrap sandbox;
+# per cell: at most this many characters of printed output are kept.
+c.GradingExecute.memory_limit = "4GiB"
+c.GradingExecute.cpu_time_limit = 900
+c.GradingExecute.sandbox = True
+c.GradingExecute.output_limit = 100_000
 # A test cell that a learner deleted is put back and graded.
 c.OverwriteCells.add_missing_cells = True

@@ -7,9 +7,7 @@ The repository is an nbgrader course directory (see ``nbgrader_config.py``):
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,18 +32,58 @@ def source_notebook(chapter: str) -> Path:
     return SOURCES / chapter / f"{chapter}.ipynb"
 
 
-def nbgrader(*args: str, cwd: Path) -> None:
-    """Run an nbgrader command in ``cwd``, which must hold an ``nbgrader_config.py``.
+def course_config(config_file: Path = CONFIG, **sections: dict):
+    """The nbgrader configuration in ``config_file`` (default: this repository's),
+    updated with ``sections``, e.g. ``GradingExecute={"timeout": 5}``."""
+    from traitlets.config import Config, PyFileConfigLoader
+
+    config = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+    config.merge(Config(sections))
+    return config
+
+
+def nbgrader(command: str, assignment: str, config, student: str = "*") -> None:
+    """Run ``nbgrader generate_assignment`` or ``nbgrader autograde`` (with
+    ``--force``) in this process, with the nbgrader ``config``.
 
     Raises ``CourseError`` with the end of nbgrader's log if the command fails.
     """
-    # nbgrader runs helper programs (alembic) that live beside this Python
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd,
-                         capture_output=True, text=True, env={**os.environ, "PATH": path})
-    if run.returncode != 0:
-        log = "\n".join((run.stdout + run.stderr).strip().splitlines()[-15:])
-        raise CourseError(f"`nbgrader {' '.join(args)}` failed:\n{log}")
+    from nbgrader import converters
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+
+    converter = {"generate_assignment": converters.GenerateAssignment,
+                 "autograde": converters.Autograde}[command]
+    coursedir = CourseDirectory(config=config, assignment_id=assignment, student_id=student)
+    app = converter(coursedir=coursedir, config=config)
+    app.force = True
+    with warnings.catch_warnings():  # nbgrader's SQLAlchemy warnings are not the user's business
+        warnings.simplefilter("ignore")
+        result = capture_log(app)
+    if not result["success"]:  # nbgrader's messages and the errors, without tracebacks
+        lines = [line for line in result.get("log", "").splitlines()
+                 if line[:1].strip() and "Traceback (most recent call last)" not in line]
+        raise CourseError(f"`nbgrader {command} {assignment}` failed:\n" + "\n".join(lines[-8:]))
+
+
+def new_gradebook(path: Path) -> None:
+    """Create an empty nbgrader gradebook at ``path``.
+
+    nbgrader would do it on first use, but it runs the ``alembic`` program (a
+    second Python) to learn the schema version: reading it here is faster.
+    """
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base
+    from nbgrader.dbutil import ALEMBIC_DIR
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    with engine.begin() as db:
+        db.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        db.execute(text("INSERT INTO alembic_version VALUES (:head)"),
+                   {"head": ScriptDirectory(ALEMBIC_DIR).get_current_head()})
+    engine.dispose()
 
 
 def release(chapters: list[str], release_dir: Path | None = None) -> None:
@@ -58,7 +96,8 @@ def release(chapters: list[str], release_dir: Path | None = None) -> None:
     for chapter in chapters:
         if chapter not in known:
             raise CourseError(f"unknown chapter {chapter!r}; the chapters are {', '.join(known)}")
-        args = ["generate_assignment", chapter, "--force", "--no-db"]
+        config = course_config(SaveCells={"enabled": False},
+                               GenerateAssignment={"no_database": True})
         if release_dir is not None:
-            args.append(f"--CourseDirectory.release_directory={Path(release_dir).resolve()}")
-        nbgrader(*args, cwd=ROOT)
+            config.CourseDirectory.release_directory = str(Path(release_dir).resolve())
+        nbgrader("generate_assignment", chapter, config)

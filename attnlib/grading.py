@@ -1,12 +1,15 @@
 """Grade a learner's notebook with the hidden tests: ``python -m attnlib grade``.
 
-The notebook is autograded by nbgrader in a throwaway course folder that holds
-only this chapter's source (with its hidden tests), so nothing in the
-repository is written and it works from any current directory.
+The notebook is autograded by nbgrader (in this process) in a throwaway course
+folder that holds only this chapter's source (with its hidden tests), so nothing
+in the repository is written and it works from any current directory. The
+kernel runs in the sandbox, with the limits and the checks of
+:mod:`attnlib.execution`; what they found is reported as notes.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import nbformat
 
-from .course import CONFIG, CourseError, chapter_ids, nbgrader, source_notebook
+from .course import (CourseError, chapter_ids, course_config, nbgrader, new_gradebook,
+                     source_notebook)
+from .sandbox import why_not
 
 STUDENT = "learner"
 
@@ -34,6 +39,9 @@ class Report:
     chapter: str
     exercises: list[Exercise]
     executed: nbformat.NotebookNode = field(repr=False)  # the notebook as the grader ran it
+    sandbox: str | None = "bubblewrap"   # None: graded without a sandbox (see notes)
+    notes: list[str] = field(default_factory=list)
+    needs_manual_grading: bool = False
 
     @property
     def score(self) -> float:
@@ -46,22 +54,33 @@ class Report:
     def to_json(self) -> dict:
         return {"notebook": self.notebook, "score": self.score, "max_score": self.max_score,
                 "exercises": [{"id": e.id, "score": e.score, "max_score": e.max_score}
-                              for e in self.exercises]}
+                              for e in self.exercises],
+                "sandbox": self.sandbox, "notes": self.notes,
+                "needs_manual_grading": self.needs_manual_grading}
 
     def table(self) -> str:
         width = max([len("exercise"), *(len(e.id) for e in self.exercises)])
         rows = [f"{self.notebook} (chapter {self.chapter})", "",
                 f"{'exercise':<{width}}  points"]
         rows += [f"{e.id:<{width}}  {e.score:g} / {e.max_score:g}" for e in self.exercises]
-        rows += [f"{'total':<{width}}  {self.score:g} / {self.max_score:g}"]
+        rows += [f"{'total':<{width}}  {self.score:g} / {self.max_score:g}", ""]
+        rows += [f"sandbox: {self.sandbox or 'none'}"]
+        rows += [f"note: {note}" for note in self.notes]
+        if self.needs_manual_grading:
+            rows += ["needs manual grading: see the notes"]
         return "\n".join(rows)
+
+
+def graded_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """The autograded test cells of ``nb`` by ``grade_id``, in order."""
+    return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in nb.cells
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade")
+            and cell.cell_type == "code"}
 
 
 def graded_cell_ids(nb: nbformat.NotebookNode) -> list[str]:
     """The ``grade_id`` of every autograded test cell of ``nb``, in order."""
-    return [cell.metadata["nbgrader"]["grade_id"] for cell in nb.cells
-            if cell.get("metadata", {}).get("nbgrader", {}).get("grade")
-            and cell.cell_type == "code"]
+    return list(graded_cells(nb))
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
@@ -90,34 +109,101 @@ def chapter_of(path: Path, nb: nbformat.NotebookNode) -> str:
     return best
 
 
-def grade(notebook) -> Report:
-    """Autograde ``notebook`` (a path) against its chapter's hidden tests."""
+def grade(notebook, *, timeout: int | None = None, memory: str | None = None,
+          cpu_time: int | None = None) -> Report:
+    """Autograde ``notebook`` (a path) against its chapter's hidden tests.
+
+    ``timeout`` (seconds per cell), ``memory`` (e.g. ``"4GiB"``) and ``cpu_time``
+    (seconds) override the limits of ``nbgrader_config.py``.
+    """
     path = Path(notebook)
     nb = read_notebook(path)
     chapter = chapter_of(path, nb)
+    limits = {"timeout": timeout, "memory_limit": memory, "cpu_time_limit": cpu_time}
+    config = course_config(GradingExecute={k: v for k, v in limits.items() if v is not None})
+    return autograde(nb, source_notebook(chapter), str(notebook), config)
+
+
+def autograde(nb: nbformat.NotebookNode, source: Path, name: str, config) -> Report:
+    """Autograde the notebook ``nb`` against the source notebook ``source``
+    (``<assignment>/<notebook>.ipynb``) in a throwaway course, with the nbgrader
+    ``config`` of a course (its limits; its folders and database are replaced)."""
+    assignment, notebook = source.parent.name, source.stem
     with tempfile.TemporaryDirectory(prefix="attnlib-grade-") as tmp:
         course = Path(tmp)
-        (course / "nbgrader_config.py").write_text(
-            f"c = get_config()\nload_subconfig({str(CONFIG)!r})\n"
-            f"c.CourseDirectory.root = {str(course)!r}\n")
-        for step, student in (("solutions", "."), ("submitted", STUDENT)):
-            (course / step / student / chapter).mkdir(parents=True)
-        shutil.copy(source_notebook(chapter), course / "solutions" / "." / chapter)
-        nbgrader("generate_assignment", chapter, "--force", cwd=course)
-        nbformat.write(nb, course / "submitted" / STUDENT / chapter / f"{chapter}.ipynb")
-        nbgrader("autograde", chapter, "--force", f"--student={STUDENT}", cwd=course)
-        return Report(notebook=str(notebook), chapter=chapter,
-                      exercises=_scores(course, chapter),
-                      executed=read_notebook(course / "autograded" / STUDENT / chapter
-                                             / f"{chapter}.ipynb"))
+        config = copy.deepcopy(config)
+        config.CourseDirectory.update(
+            root=tmp, db_url=f"sqlite:///{course / 'gradebook.db'}",
+            source_directory="source", release_directory="release",
+            submitted_directory="submitted", autograded_directory="autograded")
+        new_gradebook(course / "gradebook.db")
+        (course / "source" / assignment).mkdir(parents=True)
+        shutil.copy(source, course / "source" / assignment)
+        nbgrader("generate_assignment", assignment, config)
+        (course / "submitted" / STUDENT / assignment).mkdir(parents=True)
+        nbformat.write(nb, course / "submitted" / STUDENT / assignment / source.name)
+        nbgrader("autograde", assignment, config, student=STUDENT)
+        release = read_notebook(course / "release" / assignment / source.name)
+        executed = read_notebook(course / "autograded" / STUDENT / assignment / source.name)
+        exercises = _scores(course, assignment, notebook, graded_cell_ids(release))
+    sandbox_missing = why_not(config.GradingExecute.get("sandbox", True))
+    notes, manual = findings(nb, read_notebook(source), release, executed)
+    if sandbox_missing:
+        notes.insert(0, f"graded without a sandbox ({sandbox_missing}): the notebook ran with "
+                        "the grader's permissions, network and files")
+    return Report(notebook=name, chapter=assignment, exercises=exercises, executed=executed,
+                  sandbox=None if sandbox_missing else "bubblewrap", notes=notes,
+                  needs_manual_grading=manual)
 
 
-def _scores(course: Path, chapter: str) -> list[Exercise]:
-    """Points per test cell from the throwaway gradebook, in the source's cell order."""
+def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
+             release: nbformat.NotebookNode, executed: nbformat.NotebookNode
+             ) -> tuple[list[str], bool]:
+    """Notes on what grading found, and whether a person should look at it."""
+    from .execution import KERNEL_DIED, RESTARTED, STDERR, TAMPERING, TIMEOUT
+
+    notes, manual = [], False
+    mine = {c.metadata.nbgrader.grade_id: c for c in submitted.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+    full = graded_cells(source)
+    for cell in release.cells:
+        info = cell.metadata.get("nbgrader", {})
+        if info.get("solution") and not info.get("grade") and info["grade_id"] not in mine:
+            notes.append(f"the solution cell {info['grade_id']} was deleted: it was put back "
+                         "unsolved")
+    for grade_id, original in graded_cells(release).items():
+        cell = mine.get(grade_id)
+        if cell is None:
+            notes.append(f"the test cell {grade_id} was deleted: it was put back and graded")
+        elif cell.cell_type != "code" or cell.source.strip() not in (
+                original.source.strip(), full[grade_id].source.strip()):
+            notes.append(f"the test cell {grade_id} was edited: the original was graded")
+        if cell is not None and cell.metadata["nbgrader"].get("points") != \
+                original.metadata["nbgrader"]["points"]:
+            notes.append(f"the points of {grade_id} were changed: the original "
+                         f"{original.metadata['nbgrader']['points']:g} count")
+    code_cells = [c for c in executed.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, start=1):
+        where = cell.metadata.get("nbgrader", {}).get("grade_id") or f"code cell {number}"
+        if cell.metadata.get(STDERR):
+            notes.append(f"{where} wrote to stderr (a warning?): it is shown as output and "
+                         "costs no points")
+        for output in cell.get("outputs", []):
+            if output.output_type == "error" and output.ename in (KERNEL_DIED, TIMEOUT, TAMPERING):
+                note = output.evalue if output.ename == TAMPERING else \
+                    f"{where}: {output.ename}: {output.evalue}"
+                if note not in notes:
+                    notes.append(note)
+                manual |= output.ename != TIMEOUT or RESTARTED in output.evalue
+    return notes, manual
+
+
+def _scores(course: Path, assignment: str, notebook: str, order: list[str]) -> list[Exercise]:
+    """Points per test cell from the throwaway gradebook, in the notebook's cell order."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        grades = {g.name: g for g in gb.find_submission_notebook(chapter, chapter, STUDENT).grades}
-        order = graded_cell_ids(read_notebook(source_notebook(chapter)))
+        grades = {g.name: g for g in
+                  gb.find_submission_notebook(notebook, assignment, STUDENT).grades}
         return [Exercise(id=name, score=float(grades[name].score),
                          max_score=float(grades[name].max_score)) for name in order]

@@ -37,6 +37,8 @@ def run_cli(*args, cwd):
 def test_solution_edition_full_marks_and_runs_clean(chapter):
     report = grade(source_notebook(chapter))
     assert report.max_score > 0 and report.score == report.max_score, report.table()
+    notes = [n for n in report.notes if "without a sandbox" not in n]
+    assert not report.needs_manual_grading and not notes, report.table()
     for cell in report.executed.cells:
         assert not errors(cell) and not stderr(cell), f"{chapter}: {cell.source[:200]}"
 
@@ -75,8 +77,11 @@ def test_cli_json_from_another_directory(tmp_path):
     run = run_cli("grade", source_notebook(chapter), "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
-    assert set(out) == {"notebook", "score", "max_score", "exercises"}
+    assert set(out) == {"notebook", "score", "max_score", "exercises", "sandbox", "notes",
+                        "needs_manual_grading"}
     assert out["score"] == out["max_score"] > 0
+    assert out["sandbox"] == "bubblewrap" or "without a sandbox" in out["notes"][0]
+    assert out["needs_manual_grading"] is False
     assert all(set(e) == {"id", "score", "max_score"} for e in out["exercises"])
     assert sum(e["max_score"] for e in out["exercises"]) == out["max_score"]
     assert not list(tmp_path.iterdir()), "grading wrote into the current directory"

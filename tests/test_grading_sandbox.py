@@ -1,0 +1,111 @@
+"""The grading kernel's sandbox: what a submission can reach, and the limits it runs under.
+
+The fixtures (tests/fixtures/grading/*.ipynb) are chapter 01 submissions that try to get
+out (their first cell says how) and print what each attempt did.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnlib import sandbox
+from attnlib.course import ROOT
+from attnlib.grading import grade
+
+FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+needs_bwrap = pytest.mark.skipif(sandbox.unavailable() is not None,
+                                 reason=f"no sandbox here: {sandbox.unavailable()}")
+
+
+def printed(report):
+    return "".join(o.get("text", "") for c in report.executed.cells if c.cell_type == "code"
+                   for o in c.outputs if o.output_type == "stream")
+
+
+def points(report):
+    return {e.id: e.score for e in report.exercises}
+
+
+@needs_bwrap
+def test_solutions_and_hidden_tests_are_out_of_reach():
+    report = grade(FIXTURES / "read_secrets.ipynb")
+    out = printed(report)
+    assert "solutions/01_softmax/01_softmax.ipynb: refused" in out
+    assert "DONE" not in out and "hidden tests reachable: False" in out
+    # it could not copy the instructor's solution, so its wrong answer failed
+    assert points(report) == {"stable_softmax": 0, "log_softmax_lse": 2, "masked_softmax": 3,
+                              "softmax_jacobian": 3}, report.table()
+
+
+@needs_bwrap
+def test_gradebooks_are_out_of_reach():
+    report = grade(FIXTURES / "write_gradebook.ipynb")
+    out = printed(report)
+    assert "gradebook.db: refused" in out and "DONE" not in out
+    assert "gradebooks found under /tmp: 0" in out  # the grader's own is in its /tmp
+    assert report.score == report.max_score == 10, report.table()
+
+
+@needs_bwrap
+def test_the_repository_and_the_environment_are_read_only():
+    before = set(os.listdir(ROOT))
+    report = grade(FIXTURES / "write_repository.ipynb")
+    out = printed(report)
+    assert out.count(": refused (OSError)") == 3 and "write the scratch folder: DONE" in out
+    listing = out.split("the repository holds: ")[1].splitlines()[0]
+    assert "solutions" not in listing and "tests" not in listing and "chapters" not in listing
+    assert set(os.listdir(ROOT)) == before
+    assert not (ROOT / "attnlib" / "written_by_a_submission.py").exists()
+    assert report.score == report.max_score, report.table()
+
+
+@needs_bwrap
+def test_no_network():
+    out = printed(grade(FIXTURES / "network.ipynb"))
+    assert "resolve pypi.org: refused" in out and "connect to 1.1.1.1:80: refused" in out
+
+
+def test_memory_limit_refuses_a_large_allocation():
+    report = grade(FIXTURES / "memory_hog.ipynb", memory="1GiB")
+    cell = next(c for c in report.executed.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "stable_softmax")
+    assert [o.ename for o in cell.outputs if o.output_type == "error"] == ["MemoryError"]
+    assert points(report)["stable_softmax"] == 0 and report.score == 8, report.table()
+
+
+def test_without_bubblewrap_grading_goes_on_and_says_so(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap on this PATH
+    run = subprocess.run([sys.executable, "-m", "attnlib", "grade", FIXTURES / "right.ipynb",
+                          "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["sandbox"] is None and out["score"] == out["max_score"] == 10
+    assert "graded without a sandbox (bubblewrap is not installed" in out["notes"][0]
+
+
+def test_the_sandbox_binds_only_what_the_kernel_needs(tmp_path):
+    command = sandbox.bwrap_command(str(tmp_path), sandbox.kernel_env(str(tmp_path)))
+    pairs = {(flag, command[i + 1]) for i, flag in enumerate(command[:-1])}
+    assert {"--unshare-all", "--die-with-parent", "--clearenv"} <= set(command)
+    assert ("--bind", str(tmp_path)) in pairs  # the scratch folder: the only writable one
+    assert ("--ro-bind", str(Path(sandbox.__file__).parent)) in pairs  # attnlib, read-only
+    bound = [command[i + 1] for i, flag in enumerate(command) if flag.endswith("bind")]
+    for secret in (ROOT, ROOT / "solutions", ROOT / "tests", ROOT / "chapters", Path.home()):
+        assert str(secret) not in bound
+    assert command[-1] == "--"
+
+
+@pytest.mark.parametrize("text, size", [("4GiB", 4 * 2**30), ("512 MiB", 512 * 2**20),
+                                        ("2G", 2 * 2**30), ("1073741824", 2**30)])
+def test_memory_sizes(text, size):
+    assert sandbox.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1GiB", "0", "4 GB of RAM"])
+def test_bad_memory_sizes(text):
+    with pytest.raises(ValueError, match="memory limit"):
+        sandbox.parse_size(text)

@@ -1,0 +1,142 @@
+"""The instructor's workflow end to end, with the real nbgrader commands and this repository's
+nbgrader_config.py, on a copy of the course with a class of generated students:
+
+release (generate_assignment), collect (submitted/<student>/...), autograde the class in
+parallel (python -m attnlib autograde --jobs 2), generate_feedback, export grades.csv.
+The gradebook lives where CourseDirectory.db_url says, outside the course folder, as a
+server database would.
+"""
+
+import csv
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from attnlib.course import ROOT
+
+FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+CHAPTER = "01_softmax"
+NBGRADER_OUTPUTS = ("gradebook.db", "submitted", "autograded", "feedback", "grades.csv")
+PRESENT_BEFORE = {name for name in NBGRADER_OUTPUTS if (ROOT / name).exists()}
+
+# student -> (fixture submitted, points expected); None: not graded
+CLASS = {
+    **{f"right{i}": ("right", 10) for i in range(1, 5)},
+    **{f"partial{i}": ("partial", 5) for i in range(1, 5)},
+    **{f"wrong{i}": ("wrong", 0) for i in range(1, 4)},
+    "cheat_checker": ("cheat_assert_allclose", 0),
+    "cheat_reference": ("cheat_reference", 0),
+    "cheat_while_tested": ("cheat_during_test", 0),
+    "crash_exit": ("os_exit", 7),
+    "crash_killed": ("killed_kernel", 8),
+    "reads_solutions": ("read_secrets", 8),
+    "writes_gradebook": ("write_gradebook", 10),
+    "deletes_a_test": ("deleted_test_cell", 10),
+    "sends_broken_json": ("malformed", None),
+    "sends_nothing": (None, None),
+}
+FLAGGED = {"cheat_checker", "cheat_reference", "cheat_while_tested", "crash_exit", "crash_killed"}
+
+
+def run(*command, cwd):
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ.get("PATH", "")])}
+    done = subprocess.run([sys.executable, "-m", *command], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    return done
+
+
+def grades_csv(course):
+    with open(course / "grades.csv") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def test_a_class_from_release_to_grades_csv(tmp_path):
+    """One test, so that the class is graded once (it is the slow part)."""
+    course, server = tmp_path / "course", tmp_path / "server"
+    server.mkdir()
+    shutil.copytree(ROOT / "solutions" / CHAPTER, course / "solutions" / CHAPTER)
+    (course / "nbgrader_config.py").write_text(
+        (ROOT / "nbgrader_config.py").read_text()
+        + f"\nc.CourseDirectory.db_url = 'sqlite:///{server / 'gradebook.db'}'\n")
+    assert len(CLASS) >= 20
+
+    # 1. release
+    run("nbgrader", "generate_assignment", CHAPTER, cwd=course)
+    released = (course / "chapters" / CHAPTER / f"{CHAPTER}.ipynb").read_text()
+    assert "### BEGIN HIDDEN TESTS" not in released and "### BEGIN SOLUTION" not in released
+    assert "raise NotImplementedError" in released
+
+    # 2. collect
+    for student, (fixture, _) in CLASS.items():
+        folder = course / "submitted" / student / CHAPTER
+        folder.mkdir(parents=True)
+        if fixture:
+            shutil.copy(FIXTURES / f"{fixture}.ipynb", folder / f"{CHAPTER}.ipynb")
+
+    # 3. autograde, in parallel: the report says who needs a person, and who was not graded
+    report = run("attnlib", "autograde", CHAPTER, "--jobs", "2", cwd=course).stdout
+    line = {ln.split()[0]: ln for ln in report.splitlines() if ln and not ln.startswith(" ")}
+    for student, (_, points) in CLASS.items():
+        if points is None:
+            assert "not graded" in line[student], report
+        else:
+            assert f"{points} / 10" in line[student], report
+            assert ("needs manual grading" in line[student]) == (student in FLAGGED), report
+    assert "malformed JSON" in report and "no notebook was submitted" in report
+    graded = sorted(s for s, (_, points) in CLASS.items() if points is not None)
+    assert f"{len(graded)} of {len(CLASS)} students graded" in report
+
+    # the gradebook is where db_url says, sound, and untouched by the submissions
+    assert not (course / "gradebook.db").exists()
+    db = sqlite3.connect(server / "gradebook.db")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT count(*) FROM grade WHERE manual_score IS NOT NULL").fetchone() \
+        == (0,)
+
+    # 4. feedback: one per graded student, saying why a cheater or a crash lost points
+    run("nbgrader", "generate_feedback", CHAPTER, cwd=course)
+    feedback = course / "feedback"
+    assert sorted(p.name for p in feedback.iterdir()) == graded
+    html = (feedback / "cheat_checker" / CHAPTER / f"{CHAPTER}.html").read_text()
+    assert "TamperingDetected" in html and "numpy.testing.assert_allclose" in html
+    assert "KernelDied" in (feedback / "crash_exit" / CHAPTER / f"{CHAPTER}.html").read_text()
+
+    # 5. export
+    run("nbgrader", "export", cwd=course)
+    rows = grades_csv(course)
+    assert sorted(rows) == graded
+    for student in graded:
+        assert float(rows[student]["score"]) == CLASS[student][1], student
+        assert float(rows[student]["max_score"]) == 10
+
+    # plain `nbgrader autograde` runs a submission with the same sandbox and checks
+    run("nbgrader", "autograde", CHAPTER, "--student=cheat_checker", "--force", cwd=course)
+    run("nbgrader", "export", cwd=course)
+    assert float(grades_csv(course)["cheat_checker"]["score"]) == 0
+    autograded = course / "autograded" / "cheat_checker" / CHAPTER / f"{CHAPTER}.ipynb"
+    assert "TamperingDetected" in autograded.read_text()
+
+    # and the repository itself was left alone
+    assert {name for name in NBGRADER_OUTPUTS if (ROOT / name).exists()} == PRESENT_BEFORE
+
+
+def test_the_class_command_refuses_bad_input_clearly(tmp_path):
+    def attempt(*args):
+        done = subprocess.run([sys.executable, "-m", "attnlib", "autograde", *args],
+                              cwd=tmp_path, capture_output=True, text=True)
+        assert "Traceback" not in done.stdout + done.stderr
+        return done
+
+    done = attempt(CHAPTER)
+    assert done.returncode == 1 and "is not an nbgrader course" in done.stderr
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    done = attempt("no_such_chapter")
+    assert done.returncode == 1 and "no source notebooks for 'no_such_chapter'" in done.stderr
+    done = attempt(CHAPTER, "--jobs", "0")
+    assert done.returncode == 2 and "expected a positive whole number" in done.stderr

@@ -126,3 +126,15 @@ def as_qkv(q, k, v):
         raise ValueError(f"the leading (batch) dimensions of q {tuple(q.shape)}, k "
                          f"{tuple(k.shape)} and v {tuple(v.shape)} do not broadcast") from None
     return q, k, v, batch
+
+
+def self_attention_length(q, k) -> int:
+    """The sequence length ``n`` of self-attention inputs ``q (..., n, d)`` and
+    ``k (..., n, d)``: one key per query position, at least one position."""
+    n = q.shape[-2]
+    if k.shape[-2] != n:
+        raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
+                         f"have the same length n (one key per query position): {n} != {k.shape[-2]}")
+    if n == 0:
+        raise ValueError(f"q of shape {tuple(q.shape)} has no positions: n must be >= 1")
+    return n

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import as_qkv, check_count, check_real
+from ._checks import as_qkv, check_count, check_real, self_attention_length
 from .attention import scaled_dot_product_attention
 from .local import _pad_seq, blocked_attention
 from .sparse_masks import _as_layout, bigbird_layout
@@ -108,10 +108,7 @@ def bigbird_attention(q, k, v, *, block_size, window=1, num_global=1, num_random
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
     """
     q, k, v, _ = as_qkv(q, k, v)
-    n = q.shape[-2]
-    if k.shape[-2] != n:
-        raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
-                         f"have the same length n: {n} != {k.shape[-2]}")
+    n = self_attention_length(q, k)
     b = check_count(block_size, "block_size", 1)
     layout = bigbird_layout(max(1, -(-n // b)), window=window, num_global=num_global,
                             num_random=num_random, seed=seed)

@@ -162,7 +162,7 @@ def _grade_one(source: Path, submission: Path, folder: Path, config) -> dict:
     try:
         report = autograde(read_notebook(submission), source, submission.name, config)
     except CourseError as err:
-        return {"error": str(err).splitlines()[0]}
+        return {"error": " ".join(str(err).splitlines())}
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(report.executed, folder / source.name)
     return {"notes": [n for n in report.notes if not n.startswith("graded without a sandbox")],

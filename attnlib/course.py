@@ -7,6 +7,7 @@ The repository is an nbgrader course directory (see ``nbgrader_config.py``):
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -60,10 +61,14 @@ def nbgrader(command: str, assignment: str, config, student: str = "*") -> None:
     with warnings.catch_warnings():  # nbgrader's SQLAlchemy warnings are not the user's business
         warnings.simplefilter("ignore")
         result = capture_log(app)
-    if not result["success"]:  # nbgrader's messages and the errors, without tracebacks
-        lines = [line for line in result.get("log", "").splitlines()
+    if not result["success"]:  # the errors raised, else nbgrader's last messages
+        log = result.get("log", "").splitlines()
+        raised = [re.sub(r"^[\w.]+\.(?=\w+: )", "", line.strip()) for line in log
+                  if re.match(r"\s*[\w.]+(Error|Exception): ", line)]
+        lines = [line for line in log
                  if line[:1].strip() and "Traceback (most recent call last)" not in line]
-        raise CourseError(f"`nbgrader {command} {assignment}` failed:\n" + "\n".join(lines[-8:]))
+        raise CourseError(f"`nbgrader {command} {assignment}` failed:\n"
+                          + "\n".join(list(dict.fromkeys(raised)) or lines[-8:]))
 
 
 def new_gradebook(path: Path) -> None:

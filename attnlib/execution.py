@@ -26,6 +26,7 @@ the feedback and ``python -m attnlib grade`` all tell the same story.
 from __future__ import annotations
 
 import ast
+import atexit
 import json
 import signal
 import tempfile
@@ -50,6 +51,10 @@ TAMPERING = "TamperingDetected"
 STDERR = "attnlib_stderr"  # cell metadata: this test wrote to stderr, kept as plain output
 RESTARTED = ("A new kernel ran the rest of the notebook without what earlier cells had "
              "defined, so later exercises may fail for that reason alone: needs manual grading.")
+
+
+class KernelStartError(RuntimeError):
+    """The grading kernel could not be started."""
 
 
 class IntegrityCheckFailed(Exception):
@@ -87,16 +92,26 @@ class GradingExecute(Execute):
             TIMEOUT, f"this cell ran longer than the {self.timeout} s limit and was stopped"))
         if why_not(self.sandbox):
             self.log.warning("grading without a sandbox: %s", why_not(self.sandbox))
+        self._started, self._manager = False, None
         with tempfile.TemporaryDirectory(prefix="attnlib-kernel-") as work:
-            self._scratch = Path(work)
-            run_sync(self._run_notebook)()
+            self._scratch = Path(work) / "scratch"  # the kernel's; its log stays outside
+            self._scratch.mkdir()
+            try:
+                run_sync(self._run_notebook)()
+            except Exception as err:
+                if self._started:
+                    raise
+                raise KernelStartError(self._start_failure(err)) from None
+            finally:  # nbclient leaves this behind when a kernel fails to start
+                atexit.unregister(self._cleanup_kernel)
         self.set_widgets_metadata()
         return self.nb, self.resources
 
     def create_kernel_manager(self):
         limits = Limits(memory=parse_size(self.memory_limit), cpu_time=self.cpu_time_limit)
-        self.km = SandboxedKernelManager(
-            scratch=str(self._scratch), limits=limits, kernel_name="python3",
+        self.km = self._manager = SandboxedKernelManager(
+            scratch=str(self._scratch), output_file=str(self._scratch.parent / "kernel.log"),
+            limits=limits, kernel_name="python3",
             use_bwrap=why_not(self.sandbox) is None, config=self.config)
         return self.km
 
@@ -109,6 +124,7 @@ class GradingExecute(Execute):
         async with self.async_setup_kernel():
             info = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
             self.nb.metadata["language_info"] = info["content"]["language_info"]
+            self._started = True
             await self._integrity(self._start, "when the kernel started")
             for index, cell in enumerate(self.nb.cells):
                 await self._run_cell(index, cell)
@@ -146,6 +162,15 @@ class GradingExecute(Execute):
                 if output.output_type == "stream" and output.name == "stderr":
                     output.name = "stdout"
                     cell.metadata[STDERR] = True
+
+    def _start_failure(self, err: Exception) -> str:
+        manager = getattr(self, "_manager", None)  # (nbclient has dropped self.km by now)
+        where = " in the bubblewrap sandbox" if manager is not None and manager.use_bwrap else ""
+        words = manager.last_words() if manager is not None else ""
+        return (f"the grading kernel did not start{where}: {err}"
+                + (f"; it said: {words}" if words else "")
+                + (". To grade without the sandbox, set c.GradingExecute.sandbox = False in "
+                   "nbgrader_config.py" if where else ""))
 
     def _death_note(self) -> str:
         process = getattr(self.km.provisioner, "process", None)

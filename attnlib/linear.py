@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_float_array, as_qkv, check_count
+from ._checks import as_float_array, as_qkv, check_count, self_attention_length
 
 
 def elu_feature_map(x):
@@ -63,12 +63,7 @@ def linear_attention(q, k, v, *, causal=False, chunk_size=64):
         state = fk.swapaxes(-1, -2) @ v                         # (..., d, dv)
         norm = fk.sum(-2)[..., :, None]                         # (..., d, 1)
         return (fq @ state) / (fq @ norm)                       # (..., Lq, dv)
-    n = q.shape[-2]
-    if k.shape[-2] != n:
-        raise ValueError(f"causal linear attention needs one key per query: q of shape "
-                         f"{tuple(q.shape)} and k of shape {tuple(k.shape)} differ in length")
-    if n == 0:
-        raise ValueError(f"q of shape {tuple(q.shape)} has no positions: n must be >= 1")
+    n = self_attention_length(q, k)
     return _causal_chunked(fq, fk, v, min(chunk, n))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_qkv, check_count, check_real
+from ._checks import as_qkv, check_count, check_real, self_attention_length
 from .attention import scaled_dot_product_attention
 from .sparse_masks import global_token_index
 
@@ -113,12 +113,7 @@ def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_si
 def _self_attention_inputs(q, k, v, scale):
     """Validate self-attention inputs; return ``(q, k, v, n, scale)``."""
     q, k, v, _ = as_qkv(q, k, v)
-    n = q.shape[-2]
-    if k.shape[-2] != n:
-        raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
-                         f"have the same length n (one key per query position): {n} != {k.shape[-2]}")
-    if n == 0:
-        raise ValueError(f"q of shape {tuple(q.shape)} has no positions: n must be >= 1")
+    n = self_attention_length(q, k)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_real(scale, "scale")
     return q, k, v, n, scale
 

@@ -106,11 +106,10 @@ def bwrap_command(scratch: str, env: dict[str, str]) -> list[str]:
     """The ``bwrap ... --`` prefix that runs a command in the sandbox."""
     args = [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL", *_system_binds()]
-    for path in _python_dirs():
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(256 * MiB), "--tmpfs", "/tmp"]
+    for path in _python_dirs():  # after /tmp: an environment may live under it
         args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(256 * MiB), "--tmpfs", "/tmp",
-             "--bind", scratch, scratch, "--chdir", scratch,
+    args += ["--bind", scratch, scratch, "--chdir", scratch,
              "--remount-ro", "/", "--clearenv"]  # the folders made for the mounts, too
     for key, value in env.items():
         args += ["--setenv", key, value]
@@ -149,6 +148,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     scratch = Unicode(help="the kernel's working folder, the only one it may write")
+    output_file = Unicode(help="where the kernel's stdout and stderr go (outside the sandbox)")
     limits = Instance(Limits, args=())
     use_bwrap = Bool(True, help="run the kernel in the bubblewrap sandbox")
 
@@ -172,11 +172,24 @@ class SandboxedKernelManager(AsyncKernelManager):
         return cmd
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # its banner is not our output
         if not self.use_bwrap:
             kw["env"] = kernel_env(self.scratch)
             kw["cwd"] = self.scratch
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        # its banner and its last words (why it did not start) are kept, not shown; the
+        # file-size limit bounds what a submission can write there
+        with open(self.output_file or os.devnull, "wb") as log:
+            kw["stdout"] = kw["stderr"] = log
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def last_words(self, lines: int = 5) -> str:
+        """The end of what the kernel process wrote to its stdout and stderr."""
+        try:
+            with open(self.output_file, "rb") as log:
+                log.seek(max(0, os.fstat(log.fileno()).st_size - 4096))
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(text.strip().splitlines()[-lines:])
 
 
 def _limit(which: str, value: int) -> None:

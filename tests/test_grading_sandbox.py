@@ -87,6 +87,20 @@ def test_without_bubblewrap_grading_goes_on_and_says_so(tmp_path):
     assert "graded without a sandbox (bubblewrap is not installed" in out["notes"][0]
 
 
+def test_a_sandbox_that_cannot_start_the_kernel_is_reported_clearly(tmp_path):
+    fake = tmp_path / "bwrap"  # passes the availability probe, then fails to mount
+    fake.write_text('#!/bin/sh\ncase "$*" in *" -- true") exit 0;; esac\n'
+                    'echo "bwrap: Can\'t mount proc on /newroot/proc" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": os.pathsep.join([str(tmp_path), os.environ["PATH"]])}
+    run = subprocess.run([sys.executable, "-m", "attnlib", "grade", FIXTURES / "right.ipynb"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "the grading kernel did not start in the bubblewrap sandbox" in run.stderr
+    assert "Can't mount proc" in run.stderr and "GradingExecute.sandbox = False" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
 def test_the_sandbox_binds_only_what_the_kernel_needs(tmp_path):
     command = sandbox.bwrap_command(str(tmp_path), sandbox.kernel_env(str(tmp_path)))
     pairs = {(flag, command[i + 1]) for i, flag in enumerate(command[:-1])}
@@ -97,6 +111,11 @@ def test_the_sandbox_binds_only_what_the_kernel_needs(tmp_path):
     for secret in (ROOT, ROOT / "solutions", ROOT / "tests", ROOT / "chapters", Path.home()):
         assert str(secret) not in bound
     assert command[-1] == "--"
+    # an environment under /tmp (a clone there, say) stays visible over the private /tmp
+    tmp = command.index("--tmpfs")
+    assert command[tmp + 1] == "/tmp"
+    for path in sandbox._python_dirs():
+        assert command.index(path) > tmp
 
 
 @pytest.mark.parametrize("text, size", [("4GiB", 4 * 2**30), ("512 MiB", 512 * 2**20),

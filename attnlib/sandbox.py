@@ -9,7 +9,8 @@ in a bubblewrap (``bwrap``) sandbox when one is available:
   gradebook, ``solutions/``, the hidden tests and the rest of the repository
   are out of reach;
 - the only writable place is the kernel's own scratch folder (its working
-  directory and ``HOME``) and a small private ``/tmp``;
+  directory, ``HOME`` and ``TMPDIR``), and a 64 MiB private ``/dev/shm`` for
+  semaphores; ``/tmp`` and ``/dev`` are private and read-only;
 - its own process, IPC and host-name namespaces, a fresh session (no terminal),
   and it dies with the grader.
 
@@ -39,6 +40,7 @@ from traitlets import Bool, Instance, Unicode
 
 GiB = 2**30
 MiB = 2**20
+SHM_SIZE = 64 * MiB  # the sandbox's /dev/shm
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,15 @@ def bwrap_command(scratch: str, env: dict[str, str]) -> list[str]:
     """The ``bwrap ... --`` prefix that runs a command in the sandbox."""
     args = [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL", *_system_binds()]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(256 * MiB), "--tmpfs", "/tmp"]
+    # /tmp and /dev are the sandbox's own; /dev/shm (for semaphores) is small, as its
+    # pages would escape the memory limit
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm",
+             "--tmpfs", "/tmp"]
     for path in _python_dirs():  # after /tmp: an environment may live under it
         args += ["--ro-bind", path, path]
     args += ["--bind", scratch, scratch, "--chdir", scratch,
-             "--remount-ro", "/", "--clearenv"]  # the folders made for the mounts, too
+             "--remount-ro", "/dev", "--remount-ro", "/tmp", "--remount-ro", "/",
+             "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return [*args, "--"]
@@ -121,7 +127,7 @@ def kernel_env(scratch: str) -> dict[str, str]:
     env = {"HOME": scratch, "MPLCONFIGDIR": os.path.join(scratch, ".matplotlib"),
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/bin", "/bin"]),
            "PYTHONDONTWRITEBYTECODE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-           "TMPDIR": "/tmp"}
+           "TMPDIR": scratch}
     env.update({k: v for k, v in os.environ.items() if k == "LANG" or k.startswith("LC_")})
     return env
 

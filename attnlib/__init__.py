@@ -19,10 +19,10 @@ from .encoder import TransformerEncoderLayer
 from .bert import BertConfig, BertForMaskedLM, BertModel, mask_tokens
 from .tokenizer import WordTokenizer
 from .data import load_corpus, topic_dataset
-# chapter 06: the quadratic cost
+# chapter 07: the quadratic cost
 from .cost import attention_flops, attention_memory_bytes, crossover_length
 from .chunked import chunked_attention
-# chapter 07: sparse and local attention
+# chapter 08: sparse and local attention
 from .sparse_masks import (bigbird_layout, bigbird_mask, fixed_mask, global_token_index,
                            layout_to_mask, local_mask, longformer_mask, strided_mask)
 from .local import longformer_attention, sliding_window_attention

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_mask, as_qkv, check_real
+from ._common import as_mask, as_qkv, check_real
 from .masks import causal_mask
 from .softmax import softmax
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_count
+from ._common import check_count
 
 MiB = 2 ** 20
 

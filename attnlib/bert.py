@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_count, check_positive, check_real
+from ._common import check_count, check_positive, check_real
 from .encoder import TransformerEncoderLayer
 from .multihead import check_dropout
 

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import as_qkv, check_count, check_real, self_attention_length
+from ._common import as_qkv, check_count, check_real, self_attention_length
 from .attention import scaled_dot_product_attention
 from .local import _pad_seq, blocked_attention
 from .sparse_masks import _as_layout, bigbird_layout

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import as_mask, as_qkv, check_count, check_real
+from ._common import as_mask, as_qkv, check_count, check_real
 
 
 def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mask=None):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_count, check_positive
+from ._common import check_count, check_positive
 from .multihead import MultiHeadAttention, check_dropout
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_float_array, as_qkv, check_count, self_attention_length
+from ._common import as_float_array, as_qkv, check_count, self_attention_length
 
 
 def elu_feature_map(x):

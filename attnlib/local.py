@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_qkv, check_count, check_real, self_attention_length
+from ._common import as_qkv, check_count, check_real, self_attention_length
 from .attention import scaled_dot_product_attention
 from .sparse_masks import global_token_index
 

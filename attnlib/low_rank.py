@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import as_float_array, as_qkv, check_count
+from ._common import as_float_array, as_qkv, check_count
 from .attention import scaled_dot_product_attention
 
 

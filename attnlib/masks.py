@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import check_count
+from ._common import check_count
 
 
 def causal_mask(n_q: int, n_k: int | None = None) -> np.ndarray:

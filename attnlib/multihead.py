@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import as_mask, check_count
+from ._common import as_mask, check_count
 from .attention import scaled_dot_product_attention
 
 

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import as_float_array, check_count, check_positive
+from ._common import as_float_array, check_count, check_positive
 
 
 def _inverse_frequencies(d: int, base: float) -> np.ndarray:

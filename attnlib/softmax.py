@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import as_float_array, as_mask, check_axis, check_positive
+from ._common import as_float_array, as_mask, check_axis, check_positive
 
 
 def _masked_logits(x, axis, mask, temperature):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import check_count
+from ._common import check_count
 
 
 def _offsets(n: int):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import check_count
+from ._common import check_count
 from .block_sparse import _blocks
 from .local import (_append_keys, _pad_seq, _self_attention_inputs, band_blocks,
                     blocked_attention)

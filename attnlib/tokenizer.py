@@ -18,7 +18,7 @@ from collections import Counter
 
 import torch
 
-from ._checks import check_count
+from ._common import check_count
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _SPECIAL = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")

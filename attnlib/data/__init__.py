@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._checks import check_count
+from .._common import check_count
 
 CORPUS_FILE = Path(__file__).with_name("tiny_corpus.txt")
 

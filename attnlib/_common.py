@@ -1,4 +1,4 @@
-"""Input checks shared by attnlib's functional core.
+"""Internals shared by attnlib's modules: input checks and array helpers.
 
 Every public function validates its arguments here, so that bad input fails with
 a message naming the argument, what it got and what it needs, instead of being

@@ -61,6 +61,18 @@ def as_mask(mask, like, shape=None, name: str = "mask"):
     return mask
 
 
+def check_flag(value, name: str) -> bool:
+    """Return ``value`` as a bool; anything but True/False raises ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def ceil_div(n: int, b: int) -> int:
+    """``ceil(n / b)`` for whole numbers: the number of blocks of size ``b`` covering ``n``."""
+    return -(-n // b)
+
+
 def check_axis(axis, ndim: int, name: str = "axis") -> int:
     """Return ``axis`` as a non-negative index into ``ndim`` dimensions."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):

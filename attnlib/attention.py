@@ -20,16 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import as_mask, as_qkv, check_real
+from ._common import as_mask, as_qkv, check_flag, check_real
 from .masks import causal_mask
 from .softmax import softmax
-
-
-def _check_flag(value, name: str) -> bool:
-    """Return ``value`` as a bool; anything but True/False raises ``TypeError``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)
 
 
 def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None,
@@ -56,8 +49,8 @@ def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None
         zero weights and a zero output.
     """
     q, k, v, batch = as_qkv(q, k, v)
-    causal = _check_flag(causal, "causal")
-    return_weights = _check_flag(return_weights, "return_weights")
+    causal = check_flag(causal, "causal")
+    return_weights = check_flag(return_weights, "return_weights")
     (lq, d), lk = q.shape[-2:], k.shape[-2]
     if d == 0:
         raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} need "

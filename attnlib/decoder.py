@@ -173,10 +173,12 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             past = cache.keys[layer].shape[-2] if cache.keys[layer] is not None else 0
             k, v = cache.update(layer, k, v)                    # (B, H_kv, T + L, d)
+        length = x.shape[1]
         if past == 0:                                           # no earlier tokens: plain causal
             o = grouped_query_attention(q, k, v, causal=True)
+        elif length == 1:                                       # one new token sees every key
+            o = grouped_query_attention(q, k, v)
         else:                                                   # query i sits at T + i: keys j <= T + i
-            length = x.shape[1]
             mask = torch.arange(past + length, device=x.device) <= positions[:, None]
             o = grouped_query_attention(q, k, v, mask=mask)
         return self.o_proj(merge_heads(o))                      # (B, L, E)

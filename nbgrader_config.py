@@ -4,7 +4,7 @@ Each chapter id (``01_softmax``, ...) is an assignment. ``solutions/<id>/<id>.ip
 is the source (solutions and hidden tests); ``chapters/<id>/<id>.ipynb`` is the
 learner edition that ``nbgrader generate_assignment <id>`` writes.
 
-Submissions are executed by ``attnlib.execution.GradingExecute`` instead of
+Submissions are executed by ``attnlib.grading.execute.GradingExecute`` instead of
 nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system,
 only a scratch folder writable) with CPU-time and memory limits, surviving
 crashes and endless loops, and scoring 0 a notebook that tampers with the checks.
@@ -25,12 +25,12 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "attnlib.restore.RestoreSolutionCells",
+    "attnlib.grading.restore_cells.RestoreSolutionCells",
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "attnlib.execution.GradingExecute",
+    "attnlib.grading.execute.GradingExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

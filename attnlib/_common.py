@@ -3,10 +3,19 @@
 Every public function validates its arguments here, so that bad input fails with
 a message naming the argument, what it got and what it needs, instead of being
 silently broadcast into a wrong answer.
+
+Two backends, one pattern. An algorithm is written once for numpy and torch: it
+picks the namespace once, ``xp = array_namespace(x)``, for what both spell
+alike (``xp.where``, ``xp.exp``, ``xp.maximum``, ...), and calls a helper of
+this module for what they spell differently (padding, blocking, gathering,
+concatenating, the row maximum). Each such helper writes the torch and the numpy
+spelling side by side. A torch-only fast path is a function of its own, next to
+the plain path it must agree with.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -36,6 +45,13 @@ def as_float_array(x, name: str):
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
+def check_tensor(x, name: str):
+    """Return ``x``, checked to be a torch tensor (for the torch-only modules)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(x).__name__}")
+    return x
+
+
 def as_mask(mask, like, shape=None, name: str = "mask"):
     """Return the boolean ``mask`` in the backend (and device) of the array ``like``.
 
@@ -59,6 +75,15 @@ def as_mask(mask, like, shape=None, name: str = "mask"):
         raise ValueError(f"{name} of shape {tuple(mask.shape)} cannot broadcast to "
                          f"shape {shape}")
     return mask
+
+
+def check_dropout(p, name: str = "dropout") -> float:
+    """Return the probability ``p`` as a float, checked to lie in ``[0, 1)``."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {type(p).__name__}")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {p}")
+    return float(p)
 
 
 def check_flag(value, name: str) -> bool:
@@ -126,6 +151,9 @@ def as_qkv(q, k, v):
                           (v, "v", "(..., Lk, dv)")):
         if a.ndim < 2:
             raise ValueError(f"{name} must have shape {dims}, got shape {tuple(a.shape)}")
+    if q.shape[-1] == 0:
+        raise ValueError(f"q of shape {tuple(q.shape)} needs a feature size d >= 1 "
+                         "(last dimension)")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
                          f"share the feature size d (last dimension): {q.shape[-1]} != {k.shape[-1]}")
@@ -150,3 +178,84 @@ def self_attention_length(q, k) -> int:
     if n == 0:
         raise ValueError(f"q of shape {tuple(q.shape)} has no positions: n must be >= 1")
     return n
+
+
+def default_scale(scale, d: int) -> float:
+    """The factor applied to ``q @ k^T``: ``scale`` checked, or ``1 / sqrt(d)`` if None."""
+    return 1.0 / math.sqrt(d) if scale is None else check_real(scale, "scale")
+
+
+def self_attention_inputs(q, k, v, scale):
+    """Check self-attention inputs ``q (..., n, d)``, ``k (..., n, d)``, ``v (..., n, dv)``;
+    return ``(q, k, v, n, scale)`` with the scale defaulted (see :func:`default_scale`)."""
+    q, k, v, _ = as_qkv(q, k, v)
+    n = self_attention_length(q, k)
+    return q, k, v, n, default_scale(scale, q.shape[-1])
+
+
+def as_layout(layout) -> np.ndarray:
+    """``layout`` as a 2-D numpy bool array of shape ``(nb_q, nb_k)`` (True = the query
+    block attends the key block)."""
+    if isinstance(layout, torch.Tensor):
+        layout = layout.detach().cpu().numpy()
+    arr = np.asarray(layout)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"layout must be boolean (True = attend), got dtype {arr.dtype}")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"layout must have shape (nb_q, nb_k) with both >= 1, got shape {arr.shape}")
+    return arr
+
+
+# --- array helpers: numpy and torch spellings side by side -----------------------------
+
+def array_namespace(x):
+    """``torch`` for a torch tensor, else ``numpy``: for what both spell alike."""
+    return torch if isinstance(x, torch.Tensor) else np
+
+
+def pad_seq(x, before: int, after: int):
+    """Zeros before and after the sequence axis (-2): ``(..., n, d)`` -> ``(..., before + n + after, d)``."""
+    if isinstance(x, torch.Tensor):
+        return torch.nn.functional.pad(x, (0, 0, before, after))
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(before, after), (0, 0)])
+
+
+def blocks(x, b: int):
+    """Cut the sequence axis into blocks, a view: ``(..., nb * b, d)`` -> ``(..., nb, b, d)``."""
+    return x.reshape(*x.shape[:-2], x.shape[-2] // b, b, x.shape[-1])
+
+
+def take(x, index: np.ndarray, axis: int):
+    """``x`` indexed along ``axis`` (negative) by the int array ``index``."""
+    if isinstance(x, torch.Tensor):
+        return x.index_select(x.ndim + axis, torch.as_tensor(index, device=x.device))
+    return np.take(x, index, axis=axis)
+
+
+def concat(parts, axis: int):
+    """The arrays ``parts`` joined along ``axis``."""
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts, dim=axis)
+    return np.concatenate(parts, axis=axis)
+
+
+def append_keys(xb, xe):
+    """Append the keys ``xe (..., g, d)`` to every block of ``xb (..., nb, size, d)``:
+    ``(..., nb, size + g, d)``."""
+    if isinstance(xb, torch.Tensor):
+        xe = xe.unsqueeze(-3).expand(*xb.shape[:-2], *xe.shape[-2:])
+    else:
+        xe = np.broadcast_to(xe[..., None, :, :], (*xb.shape[:-2], *xe.shape[-2:]))
+    return concat([xb, xe], -2)
+
+
+def zero_if_empty(m):
+    """A row maximum with the ``-inf`` of an empty (fully masked) row replaced by 0, so that
+    ``exp(s - m)`` gives exact zeros there instead of ``-inf - -inf = NaN``."""
+    xp = array_namespace(m)
+    return xp.where(xp.isfinite(m), m, 0.0)
+
+
+def row_max(s, axis: int = -1):
+    """The maximum along ``axis`` (kept as size 1), 0 for an empty row: see :func:`zero_if_empty`."""
+    return zero_if_empty(array_namespace(s).amax(s, axis, keepdims=True))

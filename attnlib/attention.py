@@ -14,13 +14,11 @@ gets zero weights and a zero output, never NaN. The torch fast path calls
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import as_mask, as_qkv, check_flag, check_real
+from ._common import as_mask, as_qkv, check_flag, default_scale
 from .masks import causal_mask
 from .softmax import softmax
 
@@ -52,10 +50,7 @@ def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None
     causal = check_flag(causal, "causal")
     return_weights = check_flag(return_weights, "return_weights")
     (lq, d), lk = q.shape[-2:], k.shape[-2]
-    if d == 0:
-        raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} need "
-                         "a feature size d >= 1 (last dimension)")
-    scale = 1.0 / math.sqrt(d) if scale is None else check_real(scale, "scale")
+    scale = default_scale(scale, d)
     keep = None
     if mask is not None:
         keep = as_mask(mask, q, shape=(*batch, lq, lk))
@@ -75,6 +70,19 @@ def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None
         weights = softmax(scores, axis=-1, mask=keep)  # zeros on fully masked rows
     out = weights @ v                                  # (..., Lq, dv)
     return (out, weights) if return_weights else out
+
+
+def attention_weights(q, k, *, mask=None, causal=False, scale=None):
+    """The weights of :func:`scaled_dot_product_attention` alone, for a caller that
+    transforms them before the product with the values (dropout, say).
+
+    Shapes: ``q (..., Lq, d)``, ``k (..., Lk, d)``; returns ``(..., Lq, Lk)``, the
+    type of ``q``. The values passed on have no features (``k[..., :0]``), so the
+    product with them costs nothing.
+    """
+    _, weights = scaled_dot_product_attention(q, k, k[..., :0], mask=mask, causal=causal,
+                                              scale=scale, return_weights=True)
+    return weights
 
 
 def _broadcast(x, shape):

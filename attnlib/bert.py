@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_count, check_positive, check_real
+from ._common import check_count, check_dropout, check_positive, check_real, check_tensor
 from .encoder import TransformerEncoderLayer
-from .multihead import check_dropout
 
 IGNORE_INDEX = -100   # label of the positions the MLM loss skips (torch's cross_entropy default)
 
@@ -287,9 +286,9 @@ def _load(module: nn.Module, state_dict: dict, keys: dict[str, str], *, strict: 
 
 def _check_batch(config: BertConfig, input_ids, token_type_ids, attention_mask):
     """Validate a batch; return ``(token_type_ids, keep)`` with ``keep`` boolean ``(B, L)``."""
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long:
-        raise TypeError("input_ids must be an int64 torch tensor of shape (B, L), got "
-                        f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}")
+    if check_tensor(input_ids, "input_ids").dtype != torch.long:
+        raise TypeError(f"input_ids must be an int64 tensor of shape (B, L), got dtype "
+                        f"{input_ids.dtype}")
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must have shape (B, L), got shape {tuple(input_ids.shape)}")
     b, length = input_ids.shape
@@ -299,14 +298,14 @@ def _check_batch(config: BertConfig, input_ids, token_type_ids, attention_mask):
     _check_ids(input_ids, config.vocab_size, "input_ids")
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(input_ids)
-    elif not isinstance(token_type_ids, torch.Tensor) or token_type_ids.shape != input_ids.shape:
+    elif check_tensor(token_type_ids, "token_type_ids").shape != input_ids.shape:
         raise ValueError(f"token_type_ids must be a tensor of shape {(b, length)}, got "
                          f"{tuple(getattr(token_type_ids, 'shape', ()))}")
     else:
         _check_ids(token_type_ids, config.type_vocab_size, "token_type_ids")
     if attention_mask is None:
         keep = torch.ones_like(input_ids, dtype=torch.bool)
-    elif not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+    elif check_tensor(attention_mask, "attention_mask").shape != input_ids.shape:
         raise ValueError(f"attention_mask must be a tensor of shape {(b, length)} "
                          f"(1 = token, 0 = padding), got {tuple(getattr(attention_mask, 'shape', ()))}")
     elif attention_mask.dtype != torch.bool and ((attention_mask != 0) & (attention_mask != 1)).any():
@@ -348,8 +347,8 @@ def mask_tokens(input_ids, *, vocab_size: int, mask_token_id: int, special_ids=(
         ``-100`` (ignored by ``F.cross_entropy``) everywhere else.
     """
     vocab_size = check_count(vocab_size, "vocab_size", 1)
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype.is_floating_point \
-            or input_ids.dtype == torch.bool or input_ids.is_complex():
+    check_tensor(input_ids, "input_ids")
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool or input_ids.is_complex():
         raise TypeError("input_ids must be an integer torch tensor, got "
                         f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}")
     input_ids = input_ids.long()

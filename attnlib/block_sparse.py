@@ -15,15 +15,13 @@ length for a fixed number of blocks per row.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
-from ._common import as_qkv, check_count, check_real, self_attention_length
+from ._common import (as_layout, as_qkv, blocks, ceil_div, check_count, concat, default_scale,
+                      pad_seq, self_attention_inputs, take)
 from .attention import scaled_dot_product_attention
-from .local import _pad_seq, blocked_attention
-from .sparse_masks import _as_layout, bigbird_layout
+from .local import blocked_attention
+from .sparse_masks import bigbird_layout
 
 
 def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
@@ -46,15 +44,14 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
     """
     q, k, v, _ = as_qkv(q, k, v)
     b = check_count(block_size, "block_size", 1)
-    layout = _as_layout(layout)
+    layout = as_layout(layout)
     lq, lk = q.shape[-2], k.shape[-2]
-    need = (-(-lq // b), -(-lk // b))
+    need = (ceil_div(lq, b), ceil_div(lk, b))
     if layout.shape != need:
         raise ValueError(f"layout of shape {layout.shape} does not fit q of length {lq} and k of "
                          f"length {lk} in blocks of {b}: it needs shape {need}")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_real(scale, "scale")
+    scale = default_scale(scale, q.shape[-1])
     nbq, nbk = need
-    is_torch = isinstance(q, torch.Tensor)
 
     dense = np.flatnonzero(layout.all(axis=1))        # query blocks that see every key block
     sparse = np.flatnonzero(~layout.all(axis=1))      # the others: gather their key blocks
@@ -67,10 +64,10 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
         key_pos = order[:, :, None] * b + np.arange(b)               # (R, r, b) key positions
         keep = (slot_ok[:, :, None] & (key_pos < lk)).reshape(len(sparse), 1, r * b)
 
-        qb = _blocks(_pad_seq(q, 0, nbq * b - lq), b)                # (..., nbq, b, d)
-        kb, vb = (_blocks(_pad_seq(x, 0, nbk * b - lk), b) for x in (k, v))  # (..., nbk, b, .)
-        qs = _take(qb, sparse, -3)                                   # (..., R, b, d)
-        ks, vs = (_take(x, order.reshape(-1), -3) for x in (kb, vb))  # (..., R * r, b, .)
+        qb = blocks(pad_seq(q, 0, nbq * b - lq), b)                  # (..., nbq, b, d)
+        kb, vb = (blocks(pad_seq(x, 0, nbk * b - lk), b) for x in (k, v))  # (..., nbk, b, .)
+        qs = take(qb, sparse, -3)                                    # (..., R, b, d)
+        ks, vs = (take(x, order.reshape(-1), -3) for x in (kb, vb))  # (..., R * r, b, .)
         ks, vs = (x.reshape(*x.shape[:-3], len(sparse), r * b, x.shape[-1]) for x in (ks, vs))
         out = blocked_attention(qs, ks, vs, keep, scale)            # (..., R, b, dv)
         pos = (sparse[:, None] * b + np.arange(b)).reshape(-1)       # (R b,) query positions
@@ -79,15 +76,12 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
     if dense.size:
         pos = (dense[:, None] * b + np.arange(b)).reshape(-1)
         pos = pos[pos < lq]
-        parts.append((pos, scaled_dot_product_attention(_take(q, pos, -2), k, v, scale=scale)))
+        parts.append((pos, scaled_dot_product_attention(take(q, pos, -2), k, v, scale=scale)))
 
     if len(parts) == 1 and len(parts[0][0]) == lq:                   # already in order
         return parts[0][1]
     perm = np.argsort(np.concatenate([p for p, _ in parts]))       # back to positions 0..Lq-1
-    if is_torch:
-        out = torch.cat([o for _, o in parts], dim=-2)
-        return out.index_select(out.ndim - 2, torch.as_tensor(perm, device=out.device))
-    return np.concatenate([o for _, o in parts], axis=-2)[..., perm, :]
+    return take(concat([o for _, o in parts], -2), perm, -2)
 
 
 def bigbird_attention(q, k, v, *, block_size, window=1, num_global=1, num_random=2, seed=0,
@@ -107,21 +101,10 @@ def bigbird_attention(q, k, v, *, block_size, window=1, num_global=1, num_random
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
     """
-    q, k, v, _ = as_qkv(q, k, v)
-    n = self_attention_length(q, k)
+    q, k, v, n, _ = self_attention_inputs(q, k, v, scale)
     b = check_count(block_size, "block_size", 1)
-    layout = bigbird_layout(max(1, -(-n // b)), window=window, num_global=num_global,
+    layout = bigbird_layout(max(1, ceil_div(n, b)), window=window, num_global=num_global,
                             num_random=num_random, seed=seed)
     return block_sparse_attention(q, k, v, layout=layout, block_size=b, scale=scale)
 
 
-def _blocks(x, b: int):
-    """``(..., nb * b, d)`` -> ``(..., nb, b, d)``."""
-    return x.reshape(*x.shape[:-2], x.shape[-2] // b, b, x.shape[-1])
-
-
-def _take(x, index: np.ndarray, axis: int):
-    """``x`` indexed along ``axis`` (negative) by the int array ``index``."""
-    if isinstance(x, torch.Tensor):
-        return x.index_select(x.ndim + axis, torch.as_tensor(index, device=x.device))
-    return np.take(x, index, axis=axis)

@@ -25,7 +25,8 @@ import math
 import numpy as np
 import torch
 
-from ._common import as_mask, as_qkv, check_count, check_real
+from ._common import (array_namespace, as_mask, as_qkv, check_count, check_flag, default_scale,
+                      zero_if_empty)
 
 
 def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mask=None):
@@ -57,9 +58,10 @@ def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mas
     path may cut a query block into thinner slices of rows, so that one tile of
     scores over the whole batch stays small enough for the processor's cache.
     """
+    causal = check_flag(causal, "causal")
     q, k, v, batch = as_qkv(q, k, v)
     size = check_count(chunk_size, "chunk_size", 1)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_real(scale, "scale")
+    scale = default_scale(scale, q.shape[-1])
     lq, lk = q.shape[-2], k.shape[-2]
     keep = None
     if mask is not None:
@@ -120,16 +122,12 @@ def _tile_keep(keep, causal, q0, q1, k0, k1, like):
 
 def _chunked_plain(q, k, v, keep, causal, scale, size, batch):
     """The online softmax written out, one tile at a time (numpy or torch)."""
-    if isinstance(q, torch.Tensor):
-        xp, neg_inf = torch, -torch.inf
-        rowmax, rowsum = (lambda x: x.amax(-1, keepdim=True)), (lambda x: x.sum(-1, keepdim=True))
-        out = q.new_zeros((*batch, q.shape[-2], v.shape[-1]))
-    else:
-        xp, neg_inf = np, -np.inf
-        rowmax, rowsum = (lambda x: x.max(-1, keepdims=True)), (lambda x: x.sum(-1, keepdims=True))
-        dtype = np.result_type(q, k, v)
-        out = np.zeros((*batch, q.shape[-2], v.shape[-1]), dtype=dtype)
+    xp, neg_inf = array_namespace(q), -math.inf
     lq, lk = q.shape[-2], k.shape[-2]
+    if isinstance(q, torch.Tensor):
+        out = q.new_zeros((*batch, lq, v.shape[-1]))
+    else:
+        out = np.zeros((*batch, lq, v.shape[-1]), dtype=np.result_type(q, k, v))
     k_t = k.swapaxes(-1, -2)                                   # (..., d, Lk)
     for q0 in range(0, lq, size):
         q1 = min(q0 + size, lq)
@@ -143,11 +141,11 @@ def _chunked_plain(q, k, v, keep, causal, scale, size, batch):
             tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
             if tile is not None:
                 s = xp.where(tile, s, neg_inf)
-            m_new = xp.maximum(m, rowmax(s))
-            m_safe = xp.where(m_new == neg_inf, 0.0, m_new)    # rows with nothing seen yet
+            m_new = xp.maximum(m, xp.amax(s, -1, keepdims=True))
+            m_safe = zero_if_empty(m_new)                      # rows with nothing seen yet
             p = xp.exp(s - m_safe)                             # (..., cq, ck)
             alpha = xp.exp(m - m_safe)                         # (..., cq, 1)
-            l = alpha * l + rowsum(p)                          # (..., cq, 1)
+            l = alpha * l + p.sum(-1, keepdims=True)           # (..., cq, 1)
             acc = alpha * acc + p @ v[..., k0:k1, :]           # (..., cq, dv)
             m = m_new
         out[..., q0:q1, :] = acc / xp.where(l > 0, l, 1.0)     # empty rows stay 0

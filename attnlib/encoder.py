@@ -14,12 +14,11 @@ Parameter names follow ``torch.nn.TransformerEncoderLayer``, whose weights
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_count, check_positive
-from .multihead import MultiHeadAttention, check_dropout
+from ._common import check_count, check_dropout, check_flag, check_positive
+from .multihead import MultiHeadAttention
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
@@ -50,7 +49,7 @@ class TransformerEncoderLayer(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         p = check_dropout(dropout)
         eps = check_positive(layer_norm_eps, "layer_norm_eps")
-        self.activation, self.norm_first = activation, bool(norm_first)
+        self.activation, self.norm_first = activation, check_flag(norm_first, "norm_first")
         self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=p)
         self.linear1 = nn.Linear(d_model, dim_ff, bias=bias)
         self.linear2 = nn.Linear(dim_ff, d_model, bias=bias)

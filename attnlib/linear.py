@@ -16,11 +16,8 @@ masked product, which takes ``O(n d dv / C + n C)``.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from ._common import as_float_array, as_qkv, check_count, self_attention_length
+from ._common import (array_namespace, as_float_array, as_qkv, blocks, ceil_div, check_count,
+                      check_flag, concat, pad_seq, self_attention_length)
 
 
 def elu_feature_map(x):
@@ -32,9 +29,8 @@ def elu_feature_map(x):
     """
     x = as_float_array(x, "x")
     # exp(x) directly rather than (exp(x) - 1) + 1, which loses the digits of small values
-    if isinstance(x, torch.Tensor):
-        return torch.where(x > 0, x + 1.0, torch.exp(torch.clamp(x, max=0.0)))
-    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+    xp = array_namespace(x)
+    return xp.where(x > 0, x + 1.0, xp.exp(x.clip(max=0.0)))
 
 
 def linear_attention(q, k, v, *, causal=False, chunk_size=64):
@@ -56,6 +52,7 @@ def linear_attention(q, k, v, *, causal=False, chunk_size=64):
     Returns:
         ``out`` of shape ``(..., Lq, dv)`` and the type of ``q``.
     """
+    causal = check_flag(causal, "causal")
     q, k, v, _ = as_qkv(q, k, v)
     chunk = check_count(chunk_size, "chunk_size", 1)
     fq, fk = elu_feature_map(q), elu_feature_map(k)
@@ -75,40 +72,27 @@ def _causal_chunked(fq, fk, v, chunk):
     ``phi(k)^T v``, and (2) the keys of its own chunk up to itself.
     """
     n = fq.shape[-2]
-    nc = -(-n // chunk)
+    nc = ceil_div(n, chunk)
     pad = nc * chunk - n          # padded keys have phi = 0, so they add nothing
-    lib, cat = (torch, torch.cat) if isinstance(fq, torch.Tensor) else (np, np.concatenate)
-    fq, fk, v = (_chunks(_pad_end(x, pad), chunk) for x in (fq, fk, v))   # (..., nc, C, .)
+    xp = array_namespace(fq)
+    fq, fk, v = (blocks(pad_seq(x, 0, pad), chunk) for x in (fq, fk, v))   # (..., nc, C, .)
     # (1) earlier chunks: exclusive prefix sums of the chunk states
     state = fk.swapaxes(-1, -2) @ v                              # (..., nc, d, dv)
     norm = fk.sum(-2)[..., :, None]                              # (..., nc, d, 1)
-    state, norm = (_exclusive_cumsum(x, lib, cat) for x in (state, norm))
+    state, norm = (_exclusive_cumsum(x) for x in (state, norm))
     num = fq @ state                                             # (..., nc, C, dv)
     den = fq @ norm                                              # (..., nc, C, 1)
     # (2) own chunk: a masked C x C product
     a = fq @ fk.swapaxes(-1, -2)                                 # (..., nc, C, C)
-    a = a * lib.tril(lib.ones((chunk, chunk), dtype=a.dtype, **_device(a)))
+    a = a * xp.tril(xp.ones_like(a.reshape(-1, chunk, chunk)[0]))  # (C, C): keys j <= query i
     num = num + a @ v
     den = den + a.sum(-1)[..., None]
     num, den = (x.reshape(*x.shape[:-3], nc * chunk, x.shape[-1])[..., :n, :] for x in (num, den))
     return num / den                                             # padded queries dropped first
 
 
-def _pad_end(x, pad):
-    if isinstance(x, torch.Tensor):
-        return F.pad(x, (0, 0, 0, pad))
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, pad), (0, 0)])
-
-
-def _chunks(x, c):
-    return x.reshape(*x.shape[:-2], x.shape[-2] // c, c, x.shape[-1])
-
-
-def _exclusive_cumsum(x, lib, cat):
-    """Sum of the earlier entries along axis -3 (0 for the first)."""
-    total = lib.cumsum(x, -3)
-    return cat([lib.zeros_like(total[..., :1, :, :]), total[..., :-1, :, :]], -3)
-
-
-def _device(a):
-    return {"device": a.device} if isinstance(a, torch.Tensor) else {}
+def _exclusive_cumsum(x):
+    """Sum of the earlier entries along axis -3 (0 for the first): ``(..., nc, a, b)``."""
+    xp = array_namespace(x)
+    total = xp.cumsum(x, -3)
+    return concat([xp.zeros_like(total[..., :1, :, :]), total[..., :-1, :, :]], -3)

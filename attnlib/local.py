@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import as_qkv, check_count, check_real, self_attention_length
+from ._common import append_keys, ceil_div, check_count, check_flag, pad_seq, self_attention_inputs
 from .attention import scaled_dot_product_attention
 from .sparse_masks import global_token_index
 
@@ -53,15 +53,16 @@ def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilat
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
     """
-    q, k, v, n, scale = _self_attention_inputs(q, k, v, scale)
+    causal = check_flag(causal, "causal")
+    q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     window = check_count(window, "window", 0)
     dilation = check_count(dilation, "dilation", 1)
     if dilation == 1:
         return _banded(q, k, v, window=window, causal=causal, scale=scale,
                        block=_block(block_size, window, n))
     # positions p = t * D + r: each residue class r is a plain sliding window over t
-    m = -(-n // dilation)
-    qd, kd, vd = (_pad_seq(x, 0, m * dilation - n).reshape(*x.shape[:-2], m, dilation, x.shape[-1])
+    m = ceil_div(n, dilation)
+    qd, kd, vd = (pad_seq(x, 0, m * dilation - n).reshape(*x.shape[:-2], m, dilation, x.shape[-1])
                   .swapaxes(-2, -3) for x in (q, k, v))                 # (..., D, m, d)
     key_ok = (np.arange(m * dilation).reshape(m, dilation) < n).T     # (D, m): real positions
     out = _banded(qd, kd, vd, window=window, causal=causal, scale=scale,
@@ -90,7 +91,7 @@ def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_si
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
     """
-    q, k, v, n, scale = _self_attention_inputs(q, k, v, scale)
+    q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     window = check_count(window, "window", 0)
     g = global_token_index(global_tokens, n)                         # (g,)
     if g.size == 0:
@@ -110,14 +111,6 @@ def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_si
     return out
 
 
-def _self_attention_inputs(q, k, v, scale):
-    """Validate self-attention inputs; return ``(q, k, v, n, scale)``."""
-    q, k, v, _ = as_qkv(q, k, v)
-    n = self_attention_length(q, k)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_real(scale, "scale")
-    return q, k, v, n, scale
-
-
 def _block(block_size, window: int, n: int) -> int:
     """Queries per block: the given ``block_size``, else ``window // 4`` clipped to ``[16, 64]``; at most ``n``.
 
@@ -127,13 +120,6 @@ def _block(block_size, window: int, n: int) -> int:
     if block_size is None:
         return min(n, max(16, min(window // 4, 64)))
     return min(n, check_count(block_size, "block_size", 1))
-
-
-def _pad_seq(x, before: int, after: int):
-    """Pad the sequence axis (-2) of ``x`` with zeros: ``(..., n, d)`` -> ``(..., before + n + after, d)``."""
-    if isinstance(x, torch.Tensor):
-        return F.pad(x, (0, 0, before, after))
-    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(before, after), (0, 0)])
 
 
 def _windows(x, size: int, step: int):
@@ -160,13 +146,13 @@ def band_blocks(q, k, v, *, window, causal, block, key_ok=None, query_ok=None):
       their whole window, so that no row is empty; their output is to be dropped.
     """
     n = q.shape[-2]
-    nb = -(-n // block)
+    nb = ceil_div(n, block)
     span = window if causal else 2 * window               # keys of query a: c = a .. a + span
     size = block + span
     right = nb * block - n + span - window
-    qb = _pad_seq(q, 0, nb * block - n)
+    qb = pad_seq(q, 0, nb * block - n)
     qb = qb.reshape(*qb.shape[:-2], nb, block, qb.shape[-1])                  # (..., nb, b, d)
-    kb, vb = (_windows(_pad_seq(x, window, right), size, block) for x in (k, v))  # (..., nb, size, d)
+    kb, vb = (_windows(pad_seq(x, window, right), size, block) for x in (k, v))  # (..., nb, size, d)
     ok = np.ones(n, dtype=bool) if key_ok is None else key_ok                 # (..., n)
     ok = np.pad(ok, [(0, 0)] * (ok.ndim - 1) + [(window, right)])             # False outside
     ok = np.lib.stride_tricks.sliding_window_view(ok, size, axis=-1)[..., ::block, :]  # (..., nb, size)
@@ -193,7 +179,7 @@ def _banded(q, k, v, *, window, causal, scale, block, key_ok=None, query_ok=None
     n = q.shape[-2]
     span = window if causal else 2 * window
     size = block + span
-    lo = -(-window // block)                     # first block whose window starts at key >= 0
+    lo = ceil_div(window, block)                     # first block whose window starts at key >= 0
     hi = (n + window - size) // block            # last block whose window ends at key <= n
     if key_ok is None and query_ok is None and extra is None and hi >= lo:
         start, stop = lo * block, (hi + 1) * block           # interior queries: start .. stop-1
@@ -223,7 +209,7 @@ def _banded(q, k, v, *, window, causal, scale, block, key_ok=None, query_ok=None
     qb, kb, vb, keep = band_blocks(q, k, v, window=window, causal=causal, block=block,
                                    key_ok=key_ok, query_ok=query_ok)
     if extra is not None:
-        kb, vb = (_append_keys(xb, xe) for xb, xe in zip((kb, vb), extra))
+        kb, vb = (append_keys(xb, xe) for xb, xe in zip((kb, vb), extra))
         keep = np.concatenate([keep, np.ones((*keep.shape[:-1], extra[0].shape[-2]), bool)], -1)
     out = blocked_attention(qb, kb, vb, keep, scale)                         # (..., nb, b, dv)
     return out.reshape(*out.shape[:-3], -1, out.shape[-1])[..., :n, :]
@@ -246,7 +232,7 @@ def blocked_attention(qb, kb, vb, keep, scale):
     batch = torch.broadcast_shapes(qb.shape[:-3], kb.shape[:-3], vb.shape[:-3])
     lead = keep.ndim - 3
     inner = batch[len(batch) - lead:]                    # batch dims the mask varies over
-    nb, b, s = qb.shape[-3], qb.shape[-2], kb.shape[-2]
+    nb, b = qb.shape[-3], qb.shape[-2]
     q4, k4, v4 = (x.expand(*batch, *x.shape[-3:]).reshape(-1, math.prod(inner) * nb, *x.shape[-2:])
                   for x in (qb, kb, vb))
     keep = np.broadcast_to(keep, (*inner, *keep.shape[-3:])).reshape(1, -1, *keep.shape[-2:])
@@ -260,12 +246,3 @@ def blocked_attention(qb, kb, vb, keep, scale):
     if not has_any.all():
         out = torch.where(torch.as_tensor(has_any, device=out.device), out, 0.0)
     return out.reshape(*batch, nb, b, out.shape[-1])
-
-
-def _append_keys(xb, xe):
-    """Append the keys ``xe`` (..., g, d) to every block of ``xb`` (..., nb, size, d)."""
-    if isinstance(xb, torch.Tensor):
-        xe = xe.unsqueeze(-3).expand(*xb.shape[:-2], *xe.shape[-2:])
-        return torch.cat([xb, xe], dim=-2)
-    xe = np.broadcast_to(xe[..., None, :, :], (*xb.shape[:-2], *xe.shape[-2:]))
-    return np.concatenate([xb, xe], axis=-2)

@@ -14,14 +14,12 @@ Masks follow attnlib: boolean, True = may attend, broadcastable to ``(B, H, Lq, 
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import as_mask, check_count
-from .attention import scaled_dot_product_attention
+from ._common import as_mask, check_count, check_dropout, check_flag, check_tensor
+from .attention import attention_weights, scaled_dot_product_attention
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -38,15 +36,6 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """Concatenate the heads again: ``(B, H, L, d)`` -> ``(B, L, H * d)``."""
     b, h, length, d = x.shape
     return x.transpose(1, 2).reshape(b, length, h * d)
-
-
-def check_dropout(p, name: str = "dropout") -> float:
-    """Return the probability ``p`` as a float, checked to lie in ``[0, 1)``."""
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1), got {type(p).__name__}")
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1), got {p}")
-    return float(p)
 
 
 class MultiHeadAttention(nn.Module):
@@ -72,6 +61,7 @@ class MultiHeadAttention(nn.Module):
                              "every head needs the same number of features d_model / n_heads")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.dropout = check_dropout(dropout)
+        bias = check_flag(bias, "bias")
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -101,6 +91,7 @@ class MultiHeadAttention(nn.Module):
             ``torch.nn.MultiheadAttention`` returns by default). A query with no
             key to attend to gets zero weights, never NaN.
         """
+        causal, need_weights = check_flag(causal, "causal"), check_flag(need_weights, "need_weights")
         key = query if key is None else key
         value = key if value is None else value
         b, lq, lk = self._check_inputs(query, key, value)
@@ -112,10 +103,8 @@ class MultiHeadAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         if need_weights or p > 0.0:
             # plain path: weights first, so that dropout (and the caller) can see them
-            o, weights = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal,
-                                                      return_weights=True)
-            if p > 0.0:
-                o = F.dropout(weights, p) @ v
+            weights = attention_weights(q, k, mask=mask, causal=causal)   # (B, H, Lq, Lk)
+            o = (F.dropout(weights, p) if p > 0.0 else weights) @ v
         else:
             # fast path: torch's fused kernel inside attnlib's attention
             o = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)
@@ -127,8 +116,7 @@ class MultiHeadAttention(nn.Module):
         dtype = self.q_proj.weight.dtype
         for t, name, dims in ((query, "query", "(B, Lq, E)"), (key, "key", "(B, Lk, E)"),
                               (value, "value", "(B, Lk, E)")):
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"{name} must be a torch tensor, got {type(t).__name__}")
+            check_tensor(t, name)
             if t.ndim != 3 or t.shape[-1] != self.d_model:
                 raise ValueError(f"{name} must have shape {dims} with E = d_model = "
                                  f"{self.d_model}, got shape {tuple(t.shape)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import as_float_array, as_mask, check_axis, check_positive
+from ._common import as_float_array, as_mask, check_axis, check_positive, row_max
 
 
 def _masked_logits(x, axis, mask, temperature):
@@ -35,9 +35,7 @@ def _shifted_numpy(z, axis):
     A row whose entries are all ``-inf`` (fully masked) gets ``m = 0``, so its
     exponentials are exactly 0 and ``s = 0``, instead of ``-inf - -inf = NaN``.
     """
-    m = z.max(axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    shifted = z - m
+    shifted = z - row_max(z, axis)
     return shifted, np.exp(shifted).sum(axis=axis, keepdims=True)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import check_count
+from ._common import as_layout, ceil_div, check_count, check_flag
 
 
 def _offsets(n: int):
@@ -51,6 +51,7 @@ def local_mask(n: int, window: int, *, causal: bool = False, dilation: int = 1) 
     Returns:
         numpy bool array of shape ``(n, n)``.
     """
+    causal = check_flag(causal, "causal")
     n = check_count(n, "n", 1)
     window = check_count(window, "window", 0)
     dilation = check_count(dilation, "dilation", 1)
@@ -121,6 +122,7 @@ def strided_mask(n: int, stride: int, *, causal: bool = True) -> np.ndarray:
     Returns:
         numpy bool array of shape ``(n, n)``.
     """
+    causal = check_flag(causal, "causal")
     n = check_count(n, "n", 1)
     stride = check_count(stride, "stride", 1)
     _, _, off = _offsets(n)
@@ -146,6 +148,7 @@ def fixed_mask(n: int, stride: int, *, summary: int = 1, causal: bool = True) ->
     Returns:
         numpy bool array of shape ``(n, n)``.
     """
+    causal = check_flag(causal, "causal")
     n = check_count(n, "n", 1)
     stride = check_count(stride, "stride", 1)
     summary = check_count(summary, "summary", 1)
@@ -196,14 +199,14 @@ def layout_to_mask(layout, block_size: int, n_q: int | None = None,
     shorter lengths crop the last block (they must still need all the blocks).
     """
     block_size = check_count(block_size, "block_size", 1)
-    layout = _as_layout(layout)
+    layout = as_layout(layout)
     nbq, nbk = layout.shape
     n_q = nbq * block_size if n_q is None else check_count(n_q, "n_q", 1)
     n_k = nbk * block_size if n_k is None else check_count(n_k, "n_k", 1)
     for name, length, blocks in (("n_q", n_q, nbq), ("n_k", n_k, nbk)):
-        if -(-length // block_size) != blocks:
+        if ceil_div(length, block_size) != blocks:
             raise ValueError(f"{name}={length} with block_size={block_size} needs "
-                             f"{-(-length // block_size)} blocks, but the layout has {blocks}")
+                             f"{ceil_div(length, block_size)} blocks, but the layout has {blocks}")
     return layout[np.arange(n_q)[:, None] // block_size, np.arange(n_k)[None, :] // block_size]
 
 
@@ -221,18 +224,6 @@ def bigbird_mask(n: int, block_size: int, *, window: int = 1, num_global: int = 
     """
     n = check_count(n, "n", 1)
     block_size = check_count(block_size, "block_size", 1)
-    layout = bigbird_layout(-(-n // block_size), window=window, num_global=num_global,
+    layout = bigbird_layout(ceil_div(n, block_size), window=window, num_global=num_global,
                             num_random=num_random, seed=seed)
     return layout_to_mask(layout, block_size, n, n)
-
-
-def _as_layout(layout) -> np.ndarray:
-    """``layout`` as a 2-D numpy bool array (block rows = query blocks)."""
-    if isinstance(layout, torch.Tensor):
-        layout = layout.detach().cpu().numpy()
-    arr = np.asarray(layout)
-    if arr.dtype != np.bool_:
-        raise TypeError(f"layout must be boolean (True = attend), got dtype {arr.dtype}")
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(f"layout must have shape (nb_q, nb_k) with both >= 1, got shape {arr.shape}")
-    return arr

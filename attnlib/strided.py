@@ -23,10 +23,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import check_count
-from .block_sparse import _blocks
-from .local import (_append_keys, _pad_seq, _self_attention_inputs, band_blocks,
-                    blocked_attention)
+from ._common import (append_keys, array_namespace, blocks, ceil_div, check_count, check_flag,
+                      pad_seq, row_max, self_attention_inputs, zero_if_empty)
+from .local import band_blocks, blocked_attention
 
 
 def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=None):
@@ -47,7 +46,8 @@ def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=No
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
     """
-    q, k, v, n, scale = _self_attention_inputs(q, k, v, scale)
+    causal = check_flag(causal, "causal")
+    q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     l = check_count(stride, "stride", 1)
     block = min(n, l if block_size is None else check_count(block_size, "block_size", 1))
     # part 1, the band |i - j| <= l, in blocks
@@ -55,8 +55,8 @@ def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=No
     band = attention_with_lse(qb, kb, vb, keep, scale)                 # (..., nb, b, .)
     band = tuple(x.reshape(*x.shape[:-3], -1, x.shape[-1])[..., :n, :] for x in band)
     # part 2, i - j = m l with |m| >= 2: down the columns of the (M, l) grid
-    m = -(-n // l)
-    qc, kc, vc = (_pad_seq(x, 0, m * l - n).reshape(*x.shape[:-2], m, l, x.shape[-1])
+    m = ceil_div(n, l)
+    qc, kc, vc = (pad_seq(x, 0, m * l - n).reshape(*x.shape[:-2], m, l, x.shape[-1])
                   .swapaxes(-2, -3) for x in (q, k, v))               # (..., l, M, d)
     t = np.arange(m)
     gap = t[:, None] - t[None, :]                                      # (M, M): t - t'
@@ -87,13 +87,14 @@ def fixed_attention(q, k, v, *, stride, summary=1, causal=True, scale=None):
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
     """
-    q, k, v, n, scale = _self_attention_inputs(q, k, v, scale)
+    causal = check_flag(causal, "causal")
+    q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     l = check_count(stride, "stride", 1)
     c = check_count(summary, "summary", 1)
     if c > l:
         raise ValueError(f"summary must be <= stride={l}, got {c}")
-    m = -(-n // l)
-    qb, kb, vb = (_blocks(_pad_seq(x, 0, m * l - n), l) for x in (q, k, v))   # (..., M, l, .)
+    m = ceil_div(n, l)
+    qb, kb, vb = (blocks(pad_seq(x, 0, m * l - n), l) for x in (q, k, v))   # (..., M, l, .)
     pos = np.arange(m * l).reshape(m, l)                             # position of (block, slot)
     a = np.arange(l)
     own = (a[None, :] <= a[:, None]) if causal else np.ones((l, l), dtype=bool)
@@ -105,7 +106,7 @@ def fixed_attention(q, k, v, *, stride, summary=1, causal=True, scale=None):
     other = (s_block[None, :] < np.arange(m)[:, None]) if causal \
         else (s_block[None, :] != np.arange(m)[:, None])             # (M, M c)
     keep = np.concatenate([own, np.broadcast_to((other & s_ok)[:, None, :], (m, l, m * c))], -1)
-    kb, vb = _append_keys(kb, ks), _append_keys(vb, vs)              # (..., M, l + M c, .)
+    kb, vb = append_keys(kb, ks), append_keys(vb, vs)              # (..., M, l + M c, .)
     out = blocked_attention(qb, kb, vb, keep, scale)                # (..., M, l, dv)
     return out.reshape(*out.shape[:-3], m * l, out.shape[-1])[..., :n, :]
 
@@ -119,25 +120,17 @@ def attention_with_lse(q, k, v, keep, scale):
     ``lse (..., Lq, 1)`` the log of the row's sum of ``exp(score)`` over kept keys;
     a row with no kept key has ``out = 0`` and ``lse = -inf``.
     """
+    xp = array_namespace(q)
     s = (q @ k.swapaxes(-1, -2)) * scale                               # (..., Lq, Lk)
     if isinstance(s, torch.Tensor):
         keep = torch.as_tensor(keep, device=s.device)
-        s = torch.where(keep, s, -torch.inf)
-        mx = s.amax(dim=-1, keepdim=True)
-        mx = torch.where(torch.isfinite(mx), mx, 0.0)
-        p = torch.exp(s - mx)
-        total = p.sum(dim=-1, keepdim=True)
-        some = total > 0
-        safe = torch.where(some, total, 1.0)
-        return (p @ v) / safe, torch.where(some, mx + torch.log(safe), -torch.inf)
-    s = np.where(keep, s, -np.inf)
-    mx = s.max(axis=-1, keepdims=True)
-    mx = np.where(np.isfinite(mx), mx, 0.0)
-    p = np.exp(s - mx)
-    total = p.sum(axis=-1, keepdims=True)
+    s = xp.where(keep, s, -xp.inf)
+    mx = row_max(s)                                                    # 0 for a row with no key
+    p = xp.exp(s - mx)
+    total = p.sum(-1, keepdims=True)
     some = total > 0
-    safe = np.where(some, total, 1.0)
-    return (p @ v) / safe, np.where(some, mx + np.log(safe), -np.inf)
+    safe = xp.where(some, total, 1.0)
+    return (p @ v) / safe, xp.where(some, mx + xp.log(safe), -xp.inf)
 
 
 def merge_partial(*parts):
@@ -148,13 +141,13 @@ def merge_partial(*parts):
     sets. Shapes ``out (..., L, dv)``, ``lse (..., L, 1)``; rows empty in every
     part give zeros.
     """
-    lib = torch if isinstance(parts[0][0], torch.Tensor) else np
+    xp = array_namespace(parts[0][0])
     lses = [lse for _, lse in parts]
     mx = lses[0]
     for lse in lses[1:]:
-        mx = lib.maximum(mx, lse)
-    mx = lib.where(lib.isfinite(mx), mx, 0.0)
-    weights = [lib.exp(lse - mx) for lse in lses]
+        mx = xp.maximum(mx, lse)
+    mx = zero_if_empty(mx)
+    weights = [xp.exp(lse - mx) for lse in lses]
     total = sum(weights)
     out = sum(w * o for w, (o, _) in zip(weights, parts))
-    return out / lib.where(total > 0, total, 1.0)
+    return out / xp.where(total > 0, total, 1.0)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnlib.course import ROOT, chapter_ids, source_notebook
+from attnlib.grading.course import ROOT, chapter_ids, source_notebook
 
 
 def timed(*command: str, cwd: Path) -> float:

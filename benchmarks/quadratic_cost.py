@@ -33,7 +33,7 @@ import sys
 import torch
 
 from attnlib import attention_flops, attention_memory_bytes, chunked_attention
-from attnlib.benchmark import (MiB, attention_call, compare, format_bytes, naive_attention,
+from attnlib.benchmark import (attention_call, compare, format_bytes, naive_attention,
                                peak_memory, torch_sdpa)
 
 TIME_TARGET = 2.0

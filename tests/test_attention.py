@@ -16,21 +16,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlib import causal_mask, padding_mask, scaled_dot_product_attention
+from attnlib import padding_mask, scaled_dot_product_attention
+from tests.arrays import BACKENDS, TOL, as_np, make
 
 sdpa = scaled_dot_product_attention
-TOL = {np.float64: 1e-12, np.float32: 1e-5}
-BACKENDS = ["numpy", "torch"]
 DTYPES = [np.float64, np.float32]
-
-
-def make(backend, x):
-    """``x`` (numpy) as a numpy array or a torch tensor."""
-    return torch.from_numpy(np.array(x)) if backend == "torch" else x
-
-
-def as_np(x):
-    return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def qkv(rng, batch=(2, 3), lq=4, lk=5, d=8, dv=6, dtype=np.float64, scale=1.0):
@@ -404,19 +394,6 @@ def test_non_finite_scale(scale):
 def test_scale_of_wrong_type(scale):
     with pytest.raises(TypeError, match=r"^scale must be a real number"):
         sdpa(np.ones((3, 4)), np.ones((3, 4)), np.ones((3, 4)), scale=scale)
-
-
-@pytest.mark.parametrize("name", ["causal", "return_weights"])
-@pytest.mark.parametrize("value", [1, "yes", None, np.ones(2, dtype=bool)])
-def test_flags_must_be_bool(name, value):
-    with pytest.raises(TypeError, match=rf"^{name} must be True or False"):
-        sdpa(np.ones((3, 4)), np.ones((3, 4)), np.ones((3, 4)), **{name: value})
-
-
-def test_zero_feature_size():
-    with pytest.raises(ValueError, match=r"q of shape \(3, 0\) and k of shape \(2, 0\) need a "
-                                         r"feature size d >= 1"):
-        sdpa(np.ones((3, 0)), np.ones((2, 0)), np.ones((2, 5)))
 
 
 def test_batch_dims_that_do_not_broadcast():

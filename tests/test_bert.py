@@ -355,8 +355,6 @@ def test_mask_tokens_bad_input():
     kw = dict(vocab_size=30, mask_token_id=4, special_ids=SPECIAL)
     with pytest.raises(TypeError, match="integer torch tensor"):
         mask_tokens(ids.float(), **kw)
-    with pytest.raises(TypeError, match="integer torch tensor"):
-        mask_tokens(ids.numpy(), **kw)
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 30\)"):
         mask_tokens(ids + 30, **kw)
     with pytest.raises(ValueError, match="mlm_probability"):

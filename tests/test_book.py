@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 
 import nbformat
 import pytest
-from conftest import learner_notebook, secret_lines
+from tests.notebooks import learner_notebook, secret_lines
 
-from attnlib.course import chapter_ids
+from attnlib.grading.course import chapter_ids
 
 CHAPTERS = chapter_ids()
 pytestmark = pytest.mark.xdist_group("site")  # one worker builds the site once

@@ -11,9 +11,9 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import learner_notebook
+from tests.notebooks import learner_notebook
 
-from attnlib.course import ROOT, chapter_ids
+from attnlib.grading.course import ROOT, chapter_ids
 
 CHAPTERS = chapter_ids()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

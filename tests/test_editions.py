@@ -4,10 +4,10 @@ import json
 
 import nbformat
 import pytest
-from conftest import learner_notebook, secret_lines
+from tests.notebooks import learner_notebook, secret_lines
 
-from attnlib.course import ROOT, chapter_ids, release, source_notebook
-from attnlib.grading import graded_cell_ids
+from attnlib.grading.course import ROOT, chapter_ids, release, source_notebook
+from attnlib.grading.grade_one import graded_cell_ids
 
 CHAPTERS = chapter_ids()
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from attnlib import TransformerEncoderLayer, padding_mask
+from tests.arrays import close, x_of
 
-TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
 
 def torch_layer(norm_first, activation="gelu", e=16, h=4, ff=24, dtype=torch.float64,
@@ -25,14 +25,6 @@ def torch_layer(norm_first, activation="gelu", e=16, h=4, ff=24, dtype=torch.flo
         for name, p in layer.named_parameters():
             p.normal_(1.0 if name.startswith("norm") and name.endswith("weight") else 0.0, 0.4)
     return layer.eval()
-
-
-def x_of(*shape, dtype=torch.float64, seed=1):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def close(a, b, dtype=torch.float64):
-    torch.testing.assert_close(a, b, atol=TOL[dtype], rtol=TOL[dtype])
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

@@ -17,8 +17,8 @@ from torch import nn
 
 from attnlib import MultiHeadAttention, padding_mask
 from attnlib.multihead import merge_heads, split_heads
+from tests.arrays import close, x_of
 
-TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
 
 def torch_mha(e=12, h=3, bias=True, dtype=torch.float64, seed=0, batch_first=True):
@@ -29,14 +29,6 @@ def torch_mha(e=12, h=3, bias=True, dtype=torch.float64, seed=0, batch_first=Tru
         for p in m.parameters():
             p.normal_(0.0, 0.5)
     return m.eval()
-
-
-def x_of(*shape, dtype=torch.float64, seed=1):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def close(a, b, dtype=torch.float64):
-    torch.testing.assert_close(a, b, atol=TOL[dtype], rtol=TOL[dtype])
 
 
 # --- equivalence with torch.nn.MultiheadAttention ---------------------------------

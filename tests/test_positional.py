@@ -17,16 +17,8 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from attnlib import (alibi_bias, alibi_slopes, apply_rope, causal_mask, sinusoidal_encoding,
                      softmax)
+from tests.arrays import BACKENDS, as_np, make
 
-BACKENDS = ["numpy", "torch"]
-
-
-def make(backend, x):
-    return torch.from_numpy(np.array(x)) if backend == "torch" else x
-
-
-def as_np(x):
-    return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 # --- sinusoidal_encoding --------------------------------------------------------

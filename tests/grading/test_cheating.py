@@ -1,16 +1,16 @@
 """Cheating inside the kernel: tampering with the checks scores 0, with a note saying what changed.
 
-Each fixture (tests/fixtures/grading/cheat_*.ipynb) is a chapter 01 submission whose
+Each fixture (tests/grading/fixtures/cheat_*.ipynb) is a chapter 01 submission whose
 answers are all wrong, plus one way of making the tests pass anyway; its first cell says
-which. Without the tamper checks of attnlib.integrity, several of them score 10 / 10.
+which. Without the tamper checks of attnlib.grading.tamper_checks, several of them score 10 / 10.
 """
 
 from pathlib import Path
 
-from attnlib.execution import TAMPERING
-from attnlib.grading import grade
+from attnlib.grading.limits import Outcome
+from attnlib.grading.grade_one import grade
 
-FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def assert_caught(name, *changed):
@@ -23,7 +23,7 @@ def assert_caught(name, *changed):
     for what in changed:
         assert what in notes, f"{what} not named in: {notes}"
     tests = [c for c in report.executed.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert tests and all(any(o.get("ename") == TAMPERING for o in c.outputs) for c in tests)
+    assert tests and all(any(o.get("ename") == Outcome.TAMPERING.value for o in c.outputs) for c in tests)
 
 
 def test_rebinding_np_testing_assert_allclose():

@@ -11,7 +11,7 @@ import re
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "solutions"
 CONFIG = ROOT / "nbgrader_config.py"
 

@@ -1,6 +1,6 @@
 """Edited, broken and unusual submissions: graded on the instructor's terms, or refused clearly.
 
-The fixtures (tests/fixtures/grading/*.ipynb) are chapter 01 submissions; their first
+The fixtures (tests/grading/fixtures/*.ipynb) are chapter 01 submissions; their first
 cell says what is special about each. None is named 01_softmax.ipynb: they are matched
 to the chapter by their test cells, as a renamed copy is.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from attnlib.grading import grade
+from attnlib.grading.grade_one import grade
 
-FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def run_cli(*args, cwd):

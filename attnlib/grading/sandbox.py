@@ -38,17 +38,8 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Instance, Unicode
 
-GiB = 2**30
-MiB = 2**20
-SHM_SIZE = 64 * MiB  # the sandbox's /dev/shm
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one grading kernel."""
-    memory: int = 4 * GiB      # bytes of private (heap and anonymous) memory
-    cpu_time: int = 900        # seconds of CPU time of the kernel process
-    file_size: int = 256 * MiB  # bytes: the largest file the kernel may write
+from . import limits
+from .limits import GiB, MiB
 
 
 def parse_size(text: str | int) -> int:
@@ -58,6 +49,14 @@ def parse_size(text: str | int) -> int:
     if match is None or float(match.group(1)) <= 0:
         raise ValueError(f"memory limit: expected a size such as 4GiB or 512MiB, got {text!r}")
     return int(float(match.group(1)) * units[match.group(2).lower()])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one grading kernel (defaults: :mod:`attnlib.grading.limits`)."""
+    memory: int = parse_size(limits.MEMORY)  # bytes of private (heap and anonymous) memory
+    cpu_time: int = limits.CPU_TIME          # seconds of CPU time of the kernel process
+    file_size: int = limits.FILE_SIZE        # bytes: the largest file the kernel may write
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,7 +99,7 @@ def _python_dirs() -> list[str]:
     """What the kernel needs to run Python with ``attnlib``: the interpreter's
     installation, the environment (virtualenv) and the attnlib package itself
     (in an editable install only the package folder, not the repository around it)."""
-    dirs = {sys.base_prefix, sys.prefix, str(Path(__file__).parent)}
+    dirs = {sys.base_prefix, sys.prefix, str(Path(__file__).parents[1])}
     return sorted(dirs | {os.path.realpath(d) for d in dirs})
 
 
@@ -110,7 +109,7 @@ def bwrap_command(scratch: str, env: dict[str, str]) -> list[str]:
             "--cap-drop", "ALL", *_system_binds()]
     # /tmp and /dev are the sandbox's own; /dev/shm (for semaphores) is small, as its
     # pages would escape the memory limit
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm",
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.SHM_SIZE), "--tmpfs", "/dev/shm",
              "--tmpfs", "/tmp"]
     for path in _python_dirs():  # after /tmp: an environment may live under it
         args += ["--ro-bind", path, path]
@@ -169,9 +168,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         _copy_font_cache(self.scratch)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        limits = self.limits
-        cmd = [sys.executable, "-m", "attnlib.sandbox", f"--memory={limits.memory}",
-               f"--cpu-time={limits.cpu_time}", f"--file-size={limits.file_size}",
+        kernel = self.limits
+        cmd = [sys.executable, "-m", "attnlib.grading.sandbox", f"--memory={kernel.memory}",
+               f"--cpu-time={kernel.cpu_time}", f"--file-size={kernel.file_size}",
                "-f", self.connection_file, *(extra_arguments or [])]
         if self.use_bwrap:
             cmd = bwrap_command(self.scratch, kernel_env(self.scratch)) + cmd
@@ -212,7 +211,7 @@ def _limit(which: str, value: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m attnlib.sandbox --memory=B --cpu-time=S --file-size=B <ipykernel args>``:
+    """``python -m attnlib.grading.sandbox --memory=B --cpu-time=S --file-size=B <ipykernel args>``:
     set the limits on this process, then become the kernel."""
     limits = {"--memory": "RLIMIT_DATA", "--cpu-time": "RLIMIT_CPU",
               "--file-size": "RLIMIT_FSIZE"}

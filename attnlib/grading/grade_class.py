@@ -157,7 +157,7 @@ def _grade_in_parallel(work: list[tuple], config, jobs: int) -> list[tuple]:
 def _grade_one(source: Path, submission: Path, folder: Path, config) -> dict:
     """In a worker: grade one submitted notebook, keep the executed notebook in
     ``folder``; its notes, or why it could not be graded."""
-    from .grading import autograde, read_notebook
+    from .grade_one import autograde, read_notebook
 
     try:
         report = autograde(read_notebook(submission), source, submission.name, config)

@@ -1,6 +1,6 @@
 """The grading kernel's sandbox: what a submission can reach, and the limits it runs under.
 
-The fixtures (tests/fixtures/grading/*.ipynb) are chapter 01 submissions that try to get
+The fixtures (tests/grading/fixtures/*.ipynb) are chapter 01 submissions that try to get
 out (their first cell says how) and print what each attempt did.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from attnlib import sandbox
-from attnlib.course import ROOT
-from attnlib.grading import grade
+from attnlib.grading import sandbox
+from attnlib.grading.course import ROOT
+from attnlib.grading.grade_one import grade
 
-FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+FIXTURES = Path(__file__).parent / "fixtures"
 needs_bwrap = pytest.mark.skipif(sandbox.unavailable() is not None,
                                  reason=f"no sandbox here: {sandbox.unavailable()}")
 
@@ -106,7 +106,7 @@ def test_the_sandbox_binds_only_what_the_kernel_needs(tmp_path):
     pairs = {(flag, command[i + 1]) for i, flag in enumerate(command[:-1])}
     assert {"--unshare-all", "--die-with-parent", "--clearenv"} <= set(command)
     assert ("--bind", str(tmp_path)) in pairs  # the scratch folder: the only writable one
-    assert ("--ro-bind", str(Path(sandbox.__file__).parent)) in pairs  # attnlib, read-only
+    assert ("--ro-bind", str(Path(sandbox.__file__).parents[1])) in pairs  # attnlib, read-only
     bound = [command[i + 1] for i, flag in enumerate(command) if flag.endswith("bind")]
     for secret in (ROOT, ROOT / "solutions", ROOT / "tests", ROOT / "chapters", Path.home()):
         assert str(secret) not in bound

@@ -4,7 +4,7 @@ The notebook is autograded by nbgrader (in this process) in a throwaway course
 folder that holds only this chapter's source (with its hidden tests), so nothing
 in the repository is written and it works from any current directory. The
 kernel runs in the sandbox, with the limits and the checks of
-:mod:`attnlib.execution`; what they found is reported as notes.
+:mod:`attnlib.grading.execute`; what they found is reported as notes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import nbformat
 
 from .course import (CourseError, chapter_ids, course_config, nbgrader, new_gradebook,
                      source_notebook)
+from .limits import STDERR_KEY, Outcome, outcomes
 from .sandbox import why_not
 
 STUDENT = "learner"
@@ -160,8 +161,6 @@ def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
              release: nbformat.NotebookNode, executed: nbformat.NotebookNode
              ) -> tuple[list[str], bool]:
     """Notes on what grading found, and whether a person should look at it."""
-    from .execution import KERNEL_DIED, RESTARTED, STDERR, TAMPERING, TIMEOUT
-
     notes, manual = [], False
     mine = {c.metadata.nbgrader.grade_id: c for c in submitted.cells
             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
@@ -185,16 +184,17 @@ def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
     code_cells = [c for c in executed.cells if c.cell_type == "code"]
     for number, cell in enumerate(code_cells, start=1):
         where = cell.metadata.get("nbgrader", {}).get("grade_id") or f"code cell {number}"
-        if cell.metadata.get(STDERR):
+        if cell.metadata.get(STDERR_KEY):
             notes.append(f"{where} wrote to stderr (a warning?): it is shown as output and "
                          "costs no points")
+        found = outcomes(cell)
+        manual |= any(outcome.needs_manual_grading for outcome in found)
         for output in cell.get("outputs", []):
-            if output.output_type == "error" and output.ename in (KERNEL_DIED, TIMEOUT, TAMPERING):
-                note = output.evalue if output.ename == TAMPERING else \
+            if output.output_type == "error" and output.ename in {o.value for o in found}:
+                note = output.evalue if output.ename == Outcome.TAMPERING.value else \
                     f"{where}: {output.ename}: {output.evalue}"
                 if note not in notes:
                     notes.append(note)
-                manual |= output.ename != TIMEOUT or RESTARTED in output.evalue
     return notes, manual
 
 

@@ -8,10 +8,10 @@ import sys
 import nbformat
 import pytest
 
-from conftest import learner_notebook
+from tests.notebooks import learner_notebook
 
-from attnlib.course import chapter_ids, source_notebook
-from attnlib.grading import grade
+from attnlib.grading.course import chapter_ids, source_notebook
+from attnlib.grading.grade_one import grade
 
 CHAPTERS = chapter_ids()
 

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from attnlib.course import ROOT
+from attnlib.grading.course import ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+FIXTURES = Path(__file__).parent / "fixtures"
 CHAPTER = "01_softmax"
 NBGRADER_OUTPUTS = ("gradebook.db", "submitted", "autograded", "feedback", "grades.csv")
 PRESENT_BEFORE = {name for name in NBGRADER_OUTPUTS if (ROOT / name).exists()}

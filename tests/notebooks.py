@@ -1,0 +1,45 @@
+"""Notebook and website helpers shared by the tests: editions, secrets, site builds."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from attnlib.grading.course import ROOT, source_notebook
+
+BLOCK = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+
+
+def learner_notebook(chapter):
+    """Path of the committed learner edition of ``chapter``."""
+    return ROOT / "chapters" / chapter / f"{chapter}.ipynb"
+
+
+def secret_lines(chapter):
+    """Lines (stripped, longer than 8 characters) of the source notebook's solution
+    and hidden-test blocks that appear nowhere public (outside those blocks, in any
+    learner edition, or in attnlib's code): none of them may reach a learner."""
+    sources = [c.source for c in nbformat.read(source_notebook(chapter), as_version=4).cells]
+    public = "\n".join([BLOCK.sub("", s) for s in sources]
+                       + [p.read_text(encoding="utf-8") for p in (ROOT / "chapters").glob("*/*.ipynb")]
+                       + [p.read_text(encoding="utf-8") for p in (ROOT / "attnlib").rglob("*.py")])
+    lines = {line.strip() for s in sources for m in BLOCK.finditer(s)
+             for line in m.group(2).splitlines()}
+    return {line for line in lines if len(line) > 8 and line not in public}
+
+
+def build_site(name, **env):
+    """Build the website into _build/<name>/_build/html with warnings as errors.
+
+    Runs from the repository root, so every build shares the execution cache in
+    _build/.jupyter_cache. Fails the calling test with the build log on any warning.
+    """
+    out = ROOT / "_build" / name
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out),
+                          "-W", "-n", "--keep-going"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return out / "_build" / "html"

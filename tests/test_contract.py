@@ -1,0 +1,132 @@
+"""One contract for every public function: the same mistake gets the same error everywhere."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import attnlib
+from attnlib import (BertConfig, BertModel, MultiHeadAttention, TransformerEncoderLayer,
+                     mask_tokens)
+
+
+def qkv(n=8, d=4, backend="numpy"):
+    arrays = [np.random.default_rng(i).normal(size=(2, n, d)) for i in range(3)]
+    return arrays if backend == "numpy" else [torch.from_numpy(a) for a in arrays]
+
+
+def mha(**kwargs):
+    return MultiHeadAttention(8, 2, **kwargs).double()
+
+
+def encoder(**kwargs):
+    return TransformerEncoderLayer(8, 2, 16, **kwargs).double()
+
+
+X = torch.randn(2, 5, 8, dtype=torch.float64)
+
+# Every public function that takes q, k, v, with the arguments it needs besides them.
+ATTENTION = {
+    "scaled_dot_product_attention": (attnlib.scaled_dot_product_attention, {}),
+    "chunked_attention": (attnlib.chunked_attention, {"chunk_size": 4}),
+    "sliding_window_attention": (attnlib.sliding_window_attention, {"window": 2}),
+    "longformer_attention": (attnlib.longformer_attention, {"window": 2, "global_tokens": [0]}),
+    "block_sparse_attention": (attnlib.block_sparse_attention,
+                               {"layout": np.ones((2, 2), dtype=bool), "block_size": 4}),
+    "bigbird_attention": (attnlib.bigbird_attention, {"block_size": 4, "num_random": 0}),
+    "strided_attention": (attnlib.strided_attention, {"stride": 3}),
+    "fixed_attention": (attnlib.fixed_attention, {"stride": 3}),
+    "linformer_attention": (attnlib.linformer_attention,
+                            {"proj_k": attnlib.linformer_projection(8, 3)}),
+    "linear_attention": (attnlib.linear_attention, {}),
+}
+
+# Every boolean flag of the public API, as a call that passes the flag's value.
+FLAGS = {
+    **{f"{name}(causal)": (lambda value, f=f, kw=kw: f(*qkv(), **kw, causal=value), "causal")
+       for name, (f, kw) in ATTENTION.items() if name in (
+           "scaled_dot_product_attention", "chunked_attention", "sliding_window_attention",
+           "strided_attention", "fixed_attention", "linear_attention")},
+    "scaled_dot_product_attention(return_weights)": (
+        lambda value: attnlib.scaled_dot_product_attention(*qkv(), return_weights=value),
+        "return_weights"),
+    "local_mask(causal)": (lambda value: attnlib.local_mask(6, 2, causal=value), "causal"),
+    "strided_mask(causal)": (lambda value: attnlib.strided_mask(6, 2, causal=value), "causal"),
+    "fixed_mask(causal)": (lambda value: attnlib.fixed_mask(6, 2, causal=value), "causal"),
+    "MultiHeadAttention(bias)": (lambda value: mha(bias=value), "bias"),
+    "MultiHeadAttention.forward(causal)": (lambda value: mha()(X, causal=value), "causal"),
+    "MultiHeadAttention.forward(need_weights)": (lambda value: mha()(X, need_weights=value),
+                                                 "need_weights"),
+    "TransformerEncoderLayer(norm_first)": (lambda value: encoder(norm_first=value),
+                                            "norm_first"),
+    "TransformerEncoderLayer(bias)": (lambda value: encoder(bias=value), "bias"),
+    "TransformerEncoderLayer.forward(causal)": (lambda value: encoder()(X, causal=value),
+                                                "causal"),
+    "TransformerEncoderLayer.forward(need_weights)": (
+        lambda value: encoder()(X, need_weights=value), "need_weights"),
+}
+
+
+@pytest.mark.parametrize("value", ["no", 1, None, np.ones(2, dtype=bool)])
+@pytest.mark.parametrize("call", FLAGS)
+def test_a_flag_that_is_not_a_bool_is_a_type_error(call, value):
+    run, flag = FLAGS[call]
+    with pytest.raises(TypeError, match=rf"^{flag} must be True or False, got "):
+        run(value)
+
+
+@pytest.mark.parametrize("call", FLAGS)
+def test_a_bool_flag_is_accepted(call):
+    run, _ = FLAGS[call]
+    for value in (True, False, np.bool_(True)):
+        run(value)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("name", ATTENTION)
+def test_a_feature_size_of_zero_gets_the_same_error(name, backend):
+    f, kwargs = ATTENTION[name]
+    q, k, _ = qkv(d=0, backend=backend)
+    _, _, v = qkv(d=3, backend=backend)
+    with pytest.raises(ValueError, match=r"^q of shape \(2, 8, 0\) needs a feature size d >= 1 "
+                                         r"\(last dimension\)$"):
+        f(q, k, v, **kwargs)
+
+
+CONFIG = BertConfig(vocab_size=20, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+                    max_position_embeddings=8)
+IDS = torch.randint(0, 20, (2, 5))
+
+# Every torch-only entry point, given a numpy array (or list) where a tensor is needed.
+TENSOR_ARGS = {
+    "MultiHeadAttention.forward(query)": (lambda: mha()(X.numpy()), "query"),
+    "MultiHeadAttention.forward(key)": (lambda: mha()(X, X.numpy()), "key"),
+    "TransformerEncoderLayer.forward(x)": (lambda: encoder()(X.numpy()), "query"),
+    "BertModel(input_ids)": (lambda: BertModel(CONFIG)(IDS.tolist()), "input_ids"),
+    "BertModel(token_type_ids)": (lambda: BertModel(CONFIG)(IDS, IDS.numpy()), "token_type_ids"),
+    "BertModel(attention_mask)": (lambda: BertModel(CONFIG)(IDS, None, np.ones((2, 5))),
+                                  "attention_mask"),
+    "mask_tokens(input_ids)": (lambda: mask_tokens(IDS.numpy(), vocab_size=20, mask_token_id=1),
+                               "input_ids"),
+}
+
+
+@pytest.mark.parametrize("call", TENSOR_ARGS)
+def test_a_non_tensor_where_a_tensor_is_needed_is_a_type_error(call):
+    run, name = TENSOR_ARGS[call]
+    with pytest.raises(TypeError, match=rf"^{name} must be a torch tensor, got "):
+        run()
+
+
+def test_dropout_does_not_compute_the_weighted_sum_twice():
+    """With dropout, MultiHeadAttention does exactly the arithmetic of the plain path
+    that returns the weights: one product with the values, not two."""
+    def flops(module, **kwargs):
+        with FlopCounterMode(display=False) as counter:
+            module(X, **kwargs)
+        return counter.get_total_flops()
+
+    torch.manual_seed(0)
+    plain = mha(dropout=0.5).eval()
+    training = mha(dropout=0.5).train()
+    assert flops(training) == flops(plain, need_weights=True) > 0

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_count, check_flag, check_positive
+from ._common import as_token_ids, check_count, check_flag, check_positive
 from .gqa import grouped_query_attention
 from .kv_cache import KVCache
 from .multihead import merge_heads, split_heads
@@ -240,18 +240,10 @@ class CausalLM(nn.Module):
         return self.lm_head(self.norm(x))                        # (B, L, V)
 
     def _check(self, input_ids, past: int, cache) -> None:
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long:
-            raise TypeError("input_ids must be an int64 torch tensor of shape (B, L), got "
-                            f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}")
-        if input_ids.ndim != 2 or input_ids.shape[1] == 0:
-            raise ValueError(f"input_ids must have shape (B, L) with L >= 1, got shape "
-                             f"{tuple(input_ids.shape)}")
+        as_token_ids(input_ids, self.config.vocab_size)
         if past + input_ids.shape[1] > self.config.max_positions:
             raise ValueError(f"input_ids of shape {tuple(input_ids.shape)} after {past} cached "
                              f"tokens exceeds the model's max_positions={self.config.max_positions}")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}), got values in "
-                             f"[{input_ids.min().item()}, {input_ids.max().item()}]")
         if cache is not None and not isinstance(cache, KVCache):
             raise TypeError(f"cache must be an attnlib KVCache, got {type(cache).__name__}")
         if cache is not None and cache.num_layers != self.config.num_layers:

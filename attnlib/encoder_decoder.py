@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._common import check_count, check_flag, check_positive
+from ._common import check_count, check_dropout, check_flag, check_positive
 from .encoder import ACTIVATIONS
-from .multihead import MultiHeadAttention, check_dropout
+from .multihead import MultiHeadAttention
 
 
 class TransformerDecoderLayer(nn.Module):

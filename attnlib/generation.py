@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import check_count, check_flag, check_positive
+from ._common import as_token_ids, check_count, check_flag, check_positive, check_tensor
 
 
 def filter_logits(logits, *, temperature: float = 1.0, top_k: int | None = None,
@@ -34,9 +34,9 @@ def filter_logits(logits, *, temperature: float = 1.0, top_k: int | None = None,
         top_p: keep the smallest set of most likely tokens whose probability (after
             the temperature) reaches ``top_p``, a number in ``(0, 1]``; None keeps all.
     """
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim < 1:
-        raise TypeError("logits must be a floating torch tensor of shape (..., V), got "
-                        f"{getattr(logits, 'dtype', type(logits).__name__)}")
+    if not check_tensor(logits, "logits").is_floating_point() or logits.ndim < 1:
+        raise TypeError(f"logits must be a floating tensor of shape (..., V), got dtype "
+                        f"{logits.dtype} and shape {tuple(logits.shape)}")
     temperature, top_k, top_p = _check_sampling(temperature, top_k, top_p)
     z = logits / temperature
     if top_k is not None and top_k < z.shape[-1]:
@@ -85,10 +85,7 @@ def generate(model, input_ids, max_new_tokens: int, *, temperature: float = 1.0,
     temperature, top_k, top_p = _check_sampling(temperature, top_k, top_p)
     max_new_tokens = check_count(max_new_tokens, "max_new_tokens", 0)
     use_cache = check_flag(use_cache, "use_cache")
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long or input_ids.ndim != 2:
-        raise TypeError("input_ids must be an int64 torch tensor of shape (B, L), got "
-                        f"{getattr(input_ids, 'dtype', type(input_ids).__name__)} of shape "
-                        f"{tuple(getattr(input_ids, 'shape', ()))}")
+    as_token_ids(input_ids, model.config.vocab_size)
     limit = model.config.max_positions
     if input_ids.shape[1] > limit:
         raise ValueError(f"input_ids of shape {tuple(input_ids.shape)} is longer than the "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import check_count
+from ._common import check_count, check_tensor
 
 
 def kv_cache_bytes(num_layers: int, num_kv_heads: int, head_dim: int, tokens: int, *,
@@ -70,9 +70,9 @@ class KVCache:
         if layer >= self.num_layers:
             raise ValueError(f"layer must be < num_layers={self.num_layers}, got {layer}")
         for t, name in ((k, "k"), (v, "v")):
-            if not isinstance(t, torch.Tensor) or t.ndim != 4:
-                raise ValueError(f"{name} must be a tensor of shape (B, H_kv, L_new, d), got "
-                                 f"{tuple(getattr(t, 'shape', ())) or type(t).__name__}")
+            if check_tensor(t, name).ndim != 4:
+                raise ValueError(f"{name} must have shape (B, H_kv, L_new, d), got shape "
+                                 f"{tuple(t.shape)}")
         old_k, old_v = self.keys[layer], self.values[layer]
         if old_k is not None:
             if old_k.shape[:2] != k.shape[:2] or old_k.shape[-1] != k.shape[-1]:

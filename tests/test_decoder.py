@@ -155,7 +155,7 @@ def test_bad_input_gets_a_clear_error(make, match):
 
 def test_wrong_types_get_type_errors():
     model = CausalLM(DecoderConfig(V, 8, 16, 1, 2))
-    with pytest.raises(TypeError, match="input_ids must be an int64"):
+    with pytest.raises(TypeError, match=r"input_ids must be an int64 tensor of shape \(B, L\)"):
         model(torch.zeros(1, 3))
     with pytest.raises(TypeError, match="hf_model must be a GPT2LMHeadModel or LlamaForCausalLM"):
         CausalLM.from_hf(model)

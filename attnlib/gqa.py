@@ -8,17 +8,19 @@ Reference semantics, for ``H`` query heads and ``H_kv`` key/value heads with
 
 ``H_kv = H`` is multi-head attention, ``H_kv = 1`` is multi-query attention.
 Only the ``H_kv`` key/value heads are stored (in a KV cache, say), so the cache
-shrinks by the factor ``G``. The code below does not copy the shared heads: it
-folds the ``G`` query heads of a group into one dimension and lets the keys and
-values broadcast over it.
+shrinks by the factor ``G``. Neither path copies the shared heads: torch's kernel
+(``enable_gqa=True``) reads each one for its whole group, and the plain path folds
+the ``G`` query heads of a group into one dimension and lets the keys and values
+broadcast over it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ._common import as_float_array, as_mask
+from ._common import as_float_array, as_mask, as_qkv, check_flag, default_scale
 from .attention import scaled_dot_product_attention
 
 
@@ -38,7 +40,7 @@ def grouped_query_attention(q, k, v, *, mask=None, causal=False, scale=None):
     Returns:
         ``(B, H, Lq, dv)``, of the type of ``q``. Query head ``h`` attends with key/value
         head ``h // (H / H_kv)``, like torch's ``scaled_dot_product_attention(...,
-        enable_gqa=True)``.
+        enable_gqa=True)``, which is the fast path for torch tensors without a ``mask``.
     """
     q, k, v = (as_float_array(a, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
     for a, name, dims in ((q, "q", "(B, H, Lq, d)"), (k, "k", "(B, H_kv, Lk, d)"),
@@ -53,9 +55,16 @@ def grouped_query_attention(q, k, v, *, mask=None, causal=False, scale=None):
     if h_kv == 0 or h % h_kv:
         raise ValueError(f"the {h} query heads of q {tuple(q.shape)} cannot be split into groups "
                          f"over the {h_kv} key/value heads of k {tuple(k.shape)}: H % H_kv must be 0")
+    causal = check_flag(causal, "causal")
     g = h // h_kv
     qg = q.reshape(b, h_kv, g, lq, d)                         # (B, H_kv, G, Lq, d): a group per kv head
     kg, vg = k[:, :, None], v[:, :, None]                     # (B, H_kv, 1, Lk, d): shared, not copied
+    qg, kg, vg, _ = as_qkv(qg, kg, vg)                        # one backend, one dtype, matching sizes
+    if isinstance(q, torch.Tensor) and mask is None and lk > 0:
+        # fast path: torch's fused kernel reads each key/value head for its whole group
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True,
+                                              scale=default_scale(scale, d))
+    # plain path: the groups folded into a dimension of their own, keys and values broadcast
     if mask is not None:
         mask = as_mask(mask, q, shape=(b, h, lq, lk))
         mask = _full(mask, (b, h, lq, lk)).reshape(b, h_kv, g, lq, lk)

@@ -71,6 +71,23 @@ def test_greedy_picks_the_argmax_and_sampling_is_reproducible():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_greedy_tokens_equal_transformers_generate():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=40,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=32, bos_token_id=0, eos_token_id=None,
+                                      pad_token_id=0)
+    torch.manual_seed(0)
+    hf = transformers.LlamaForCausalLM(config).to(torch.float64).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.5)
+    x = torch.randint(1, V, (2, 5), generator=torch.Generator().manual_seed(2))
+    want = hf.generate(x, max_new_tokens=20, min_new_tokens=20, do_sample=False, pad_token_id=0)
+    got = generate(CausalLM.from_hf(hf), x, 20, top_k=1)
+    assert torch.equal(got, want)
+
+
 def test_generate_restores_training_mode():
     m = model().train()
     generate(m, torch.tensor([[1]]), 2)

@@ -67,6 +67,16 @@ def test_bad_shapes_get_clear_errors():
         grouped_query_attention(q, k[:, :2], v[:, :3])
     with pytest.raises(TypeError, match="mask must be boolean"):
         grouped_query_attention(q, k[:, :2], v[:, :2], mask=torch.ones(3, 3))
+    with pytest.raises(TypeError, match="all numpy arrays or all torch tensors"):
+        grouped_query_attention(q, k[:, :2].numpy(), v[:, :2])
+
+
+def test_a_query_with_nothing_to_attend_gets_zeros():
+    q, k, v = qkv(1, 4, 2, 3, 5, 8)
+    mask = torch.ones(1, 4, 3, 5, dtype=torch.bool)
+    mask[0, 1, 2] = False                                 # head 1, query 2: every key masked
+    out = grouped_query_attention(q, k, v, mask=mask)
+    assert torch.isfinite(out).all() and (out[0, 1, 2] == 0).all()
 
 
 def test_kv_cache_bytes_counts_what_a_cache_holds():

@@ -229,6 +229,8 @@ class CausalLM(nn.Module):
         the tokens at positions ``T .. T + L - 1``; their keys and values are added
         to the cache. ``T + L`` must not exceed ``config.max_positions``.
         """
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be an attnlib KVCache, got {type(cache).__name__}")
         past = 0 if cache is None else len(cache)
         self._check(input_ids, past, cache)
         positions = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)
@@ -244,11 +246,9 @@ class CausalLM(nn.Module):
         if past + input_ids.shape[1] > self.config.max_positions:
             raise ValueError(f"input_ids of shape {tuple(input_ids.shape)} after {past} cached "
                              f"tokens exceeds the model's max_positions={self.config.max_positions}")
-        if cache is not None and not isinstance(cache, KVCache):
-            raise TypeError(f"cache must be an attnlib KVCache, got {type(cache).__name__}")
         if cache is not None and cache.num_layers != self.config.num_layers:
-            raise ValueError(f"cache has {cache.num_layers} layers, the model "
-                             f"{self.config.num_layers}")
+            raise ValueError(f"cache has {cache.num_layers} layers but the model has "
+                             f"{self.config.num_layers}: use model.new_cache()")
 
     def new_cache(self) -> KVCache:
         """An empty ``KVCache`` for this model."""

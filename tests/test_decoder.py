@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 transformers = pytest.importorskip("transformers")
 
-from attnlib import CausalLM, DecoderConfig, next_token_loss  # noqa: E402
+from attnlib import CausalLM, DecoderConfig, KVCache, next_token_loss  # noqa: E402
 
 V = 53
 
@@ -159,5 +159,9 @@ def test_wrong_types_get_type_errors():
         model(torch.zeros(1, 3))
     with pytest.raises(TypeError, match="hf_model must be a GPT2LMHeadModel or LlamaForCausalLM"):
         CausalLM.from_hf(model)
+    with pytest.raises(TypeError, match="cache must be an attnlib KVCache, got int"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=3)
+    with pytest.raises(ValueError, match="cache has 3 layers but the model has 1"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=KVCache(3))
     with pytest.raises(TypeError, match="bias must be True or False"):
         DecoderConfig(V, 8, 16, 1, 2, bias=1)

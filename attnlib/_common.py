@@ -134,6 +134,13 @@ def check_count(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_features(q) -> None:
+    """Check that queries ``q (..., Lq, d)`` have a feature size ``d >= 1``."""
+    if q.shape[-1] == 0:
+        raise ValueError(f"q of shape {tuple(q.shape)} needs a feature size d >= 1 "
+                         "(last dimension)")
+
+
 def as_qkv(q, k, v):
     """Check attention inputs; return ``(q, k, v, batch_shape)``.
 
@@ -151,9 +158,7 @@ def as_qkv(q, k, v):
                           (v, "v", "(..., Lk, dv)")):
         if a.ndim < 2:
             raise ValueError(f"{name} must have shape {dims}, got shape {tuple(a.shape)}")
-    if q.shape[-1] == 0:
-        raise ValueError(f"q of shape {tuple(q.shape)} needs a feature size d >= 1 "
-                         "(last dimension)")
+    check_features(q)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
                          f"share the feature size d (last dimension): {q.shape[-1]} != {k.shape[-1]}")

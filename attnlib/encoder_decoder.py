@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._common import check_count, check_dropout, check_flag, check_positive
+from ._common import check_count, check_dropout, check_flag, check_positive, check_tensor
 from .encoder import ACTIVATIONS
 from .multihead import MultiHeadAttention
 
@@ -78,6 +78,8 @@ class TransformerDecoderLayer(nn.Module):
         Returns:
             ``(B, Lt, E)``, or ``(out, cross_weights)``.
         """
+        check_tensor(x, "x")
+        check_tensor(memory, "memory")
         h = self.norm1(x) if self.norm_first else x
         a = self.self_attn(h, mask=mask, causal=causal)
         x = x + self.dropout1(a) if self.norm_first else self.norm1(x + self.dropout1(a))

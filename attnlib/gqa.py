@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import as_float_array, as_mask, as_qkv, check_flag, default_scale
+from ._common import (as_float_array, as_mask, as_qkv, check_features, check_flag,
+                      default_scale)
 from .attention import scaled_dot_product_attention
 
 
@@ -56,6 +57,7 @@ def grouped_query_attention(q, k, v, *, mask=None, causal=False, scale=None):
         raise ValueError(f"the {h} query heads of q {tuple(q.shape)} cannot be split into groups "
                          f"over the {h_kv} key/value heads of k {tuple(k.shape)}: H % H_kv must be 0")
     causal = check_flag(causal, "causal")
+    check_features(q)
     g = h // h_kv
     qg = q.reshape(b, h_kv, g, lq, d)                         # (B, H_kv, G, Lq, d): a group per kv head
     kg, vg = k[:, :, None], v[:, :, None]                     # (B, H_kv, 1, Lk, d): shared, not copied

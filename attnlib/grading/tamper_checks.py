@@ -1,4 +1,7 @@
-"""Catch a submission that tampers with what the hidden tests rely on.
+"""Catch a submission that tampers with what the hidden tests rely on (runs in the kernel).
+
+This module is imported *inside the learner's kernel*: :mod:`.execute` calls its
+functions there, between cells, and compares what they return.
 
 The hidden tests run in the same Python process as the submission, so a
 submission could rebind the functions they check with

@@ -218,6 +218,13 @@ def array_namespace(x):
     return torch if isinstance(x, torch.Tensor) else np
 
 
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape``, a view (no copy)."""
+    if isinstance(x, torch.Tensor):
+        return x.expand(*shape)
+    return np.broadcast_to(x, shape)
+
+
 def pad_seq(x, before: int, after: int):
     """Zeros before and after the sequence axis (-2): ``(..., n, d)`` -> ``(..., before + n + after, d)``."""
     if isinstance(x, torch.Tensor):

@@ -14,11 +14,10 @@ gets zero weights and a zero output, never NaN. The torch fast path calls
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import as_mask, as_qkv, check_flag, default_scale
+from ._common import as_mask, as_qkv, broadcast_to, check_flag, default_scale
 from .masks import causal_mask
 from .softmax import softmax
 
@@ -63,7 +62,7 @@ def scaled_dot_product_attention(q, k, v, *, mask=None, causal=False, scale=None
 
     # plain path: the reference semantics, step by step
     scores = (q @ k.swapaxes(-1, -2)) * scale          # (..., Lq, Lk): every pair (i, j)
-    scores = _broadcast(scores, (*batch, lq, lk))      # v's batch dims may add to q's and k's
+    scores = broadcast_to(scores, (*batch, lq, lk))    # v's batch dims may add to q's and k's
     if lk == 0:                                        # no key at all: zero weights, zero output
         weights = scores
     else:
@@ -83,13 +82,6 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None):
     _, weights = scaled_dot_product_attention(q, k, k[..., :0], mask=mask, causal=causal,
                                               scale=scale, return_weights=True)
     return weights
-
-
-def _broadcast(x, shape):
-    """``x`` broadcast to ``shape`` (a view, no copy), numpy or torch."""
-    if tuple(x.shape) == tuple(shape):
-        return x
-    return x.expand(*shape) if isinstance(x, torch.Tensor) else np.broadcast_to(x, shape)
 
 
 def _sdpa_torch(q, k, v, keep, scale, is_causal):

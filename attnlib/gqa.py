@@ -16,11 +16,10 @@ broadcast over it.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import (as_float_array, as_mask, as_qkv, check_features, check_flag,
+from ._common import (as_float_array, as_mask, as_qkv, broadcast_to, check_features, check_flag,
                       default_scale)
 from .attention import scaled_dot_product_attention
 
@@ -69,11 +68,7 @@ def grouped_query_attention(q, k, v, *, mask=None, causal=False, scale=None):
     # plain path: the groups folded into a dimension of their own, keys and values broadcast
     if mask is not None:
         mask = as_mask(mask, q, shape=(b, h, lq, lk))
-        mask = _full(mask, (b, h, lq, lk)).reshape(b, h_kv, g, lq, lk)
+        mask = broadcast_to(mask, (b, h, lq, lk)).reshape(b, h_kv, g, lq, lk)
     out = scaled_dot_product_attention(qg, kg, vg, mask=mask, causal=causal, scale=scale)
     return out.reshape(b, h, lq, out.shape[-1])               # (B, H, Lq, dv)
 
-
-def _full(mask, shape):
-    """``mask`` broadcast to ``shape`` (numpy or torch)."""
-    return mask.expand(*shape) if isinstance(mask, torch.Tensor) else np.broadcast_to(mask, shape)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from ._common import as_float_array, check_count, check_positive
+from ._common import array_namespace, as_float_array, check_count, check_positive
 
 
 def _inverse_frequencies(d: int, base: float) -> np.ndarray:
@@ -95,8 +95,7 @@ def apply_rope(x, positions=None, base: float = 10000.0):
     x1, x2 = x[..., 0::2], x[..., 1::2]                               # (..., L, d/2) each
     out1 = x1 * cos - x2 * sin                                        # rotate each pair
     out2 = x1 * sin + x2 * cos
-    stack = torch.stack if isinstance(x, torch.Tensor) else np.stack
-    return stack((out1, out2), -1).reshape(x.shape)                   # interleave back
+    return array_namespace(x).stack((out1, out2), -1).reshape(x.shape)  # interleave back
 
 
 def _positions(positions, length: int, shape: tuple) -> np.ndarray:

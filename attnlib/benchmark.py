@@ -1,6 +1,6 @@
 """Measure the wall time and the extra peak memory of a call on the CPU.
 
-Four functions make up the whole interface:
+Five functions make up the whole interface:
 
 - :func:`time_call` runs a zero-argument callable a few times after a warm-up and
   returns the wall times in seconds (take their median).
@@ -10,7 +10,8 @@ Four functions make up the whole interface:
   repeats interleaved so that a busy machine slows all of them alike, and returns a
   :class:`Comparison` that prints as a table of medians and ratios against a baseline.
 - :func:`attention_call` builds an attention call on seeded random inputs, in the
-  form that :func:`peak_memory` and :func:`compare` take.
+  form that :func:`peak_memory` and :func:`compare` take; :func:`training_call`
+  builds a forward and backward pass the same way.
 
 Why a fresh process for memory: torch's CPU allocations are invisible to
 ``tracemalloc``, and memory that a process has already touched and freed is often
@@ -50,7 +51,7 @@ from ._common import check_count
 MiB = 2 ** 20
 
 __all__ = ["time_call", "peak_memory", "compare", "Comparison", "attention_call",
-           "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
+           "training_call", "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
 
 
 # --- time ---------------------------------------------------------------------
@@ -278,14 +279,17 @@ def attention_inputs(n: int, *, batch: int = 1, heads: int = 1, d: int = 64,
                      dtype: str = "float32", backend: str = "torch", seed: int = 0):
     """Seeded standard-normal ``q, k, v``, each of shape ``(batch, heads, n, d)``.
 
-    ``dtype`` is ``"float32"`` or ``"float64"``; ``backend`` is ``"torch"`` or ``"numpy"``.
+    ``dtype`` is ``"float32"``, ``"float64"`` or (torch only) ``"bfloat16"``;
+    ``backend`` is ``"torch"`` or ``"numpy"``.
     """
     n, batch, heads, d = (check_count(x, name, 1) for x, name in
                           ((n, "n"), (batch, "batch"), (heads, "heads"), (d, "d")))
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if dtype not in ("float32", "float64", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32', 'float64' or 'bfloat16', got {dtype!r}")
     if backend not in ("torch", "numpy"):
         raise ValueError(f"backend must be 'torch' or 'numpy', got {backend!r}")
+    if backend == "numpy" and dtype == "bfloat16":
+        raise ValueError("dtype 'bfloat16' needs backend 'torch': numpy has no bfloat16")
     gen = torch.Generator().manual_seed(seed)
     qkv = torch.randn(3, batch, heads, n, d, generator=gen, dtype=getattr(torch, dtype))
     q, k, v = (t.clone() for t in qkv)
@@ -309,6 +313,30 @@ def attention_call(fn: Callable, n: int, *, batch: int = 1, heads: int = 1, d: i
     q, k, v = attention_inputs(n, batch=batch, heads=heads, d=d, dtype=dtype,
                                backend=backend, seed=seed)
     return functools.partial(_run, fn, q, k, v, fn_kwargs)
+
+
+def _train(fn, q, k, v, d_out, kwargs):
+    for t in (q, k, v):
+        t.grad = None
+    fn(q, k, v, **kwargs).backward(d_out)
+    return q.grad, k.grad, v.grad
+
+
+def training_call(fn: Callable, n: int, *, batch: int = 1, heads: int = 1, d: int = 64,
+                  dtype: str = "float32", seed: int = 0, **fn_kwargs) -> Callable[[], object]:
+    """A zero-argument call of one training step through ``fn(q, k, v, **fn_kwargs)``.
+
+    The call runs the forward pass on :func:`attention_inputs` (torch, with
+    ``requires_grad``), then the backward pass from a seeded output gradient
+    ``d_out (batch, heads, n, d)``, and returns the gradients ``(dq, dk, dv)``,
+    each of shape ``(batch, heads, n, d)``. Use it like :func:`attention_call`:
+    ``partial(training_call, torch_sdpa, 4096, heads=8)``.
+    """
+    q, k, v = attention_inputs(n, batch=batch, heads=heads, d=d, dtype=dtype, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    d_out = torch.randn(batch, heads, n, d, generator=gen, dtype=q.dtype)
+    return functools.partial(_train, fn, q.requires_grad_(), k.requires_grad_(),
+                             v.requires_grad_(), d_out, fn_kwargs)
 
 
 def torch_sdpa(q, k, v, *, causal: bool = False):

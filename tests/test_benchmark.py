@@ -131,7 +131,8 @@ def test_attention_inputs_are_seeded(backend, kind):
 
 @pytest.mark.parametrize("kwargs, err", [({"dtype": "float16"}, ValueError),
                                          ({"backend": "jax"}, ValueError),
-                                         ({"d": 0}, ValueError)])
+                                         ({"d": 0}, ValueError),
+                                         ({"dtype": "bfloat16", "backend": "numpy"}, ValueError)])
 def test_attention_inputs_bad(kwargs, err):
     with pytest.raises(err):
         bm.attention_inputs(4, **kwargs)
@@ -151,6 +152,23 @@ def test_attention_call_passes_keyword_arguments():
     call = bm.attention_call(bm.torch_sdpa, 6, d=4, dtype="float64", causal=True)
     q, k, v = bm.attention_inputs(6, d=4, dtype="float64")
     torch.testing.assert_close(call(), bm.torch_sdpa(q, k, v, causal=True))
+
+
+def test_attention_inputs_bfloat16():
+    q, _, _ = bm.attention_inputs(5, d=4, dtype="bfloat16")
+    assert q.dtype == torch.bfloat16 and q.shape == (1, 1, 5, 4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_training_call_returns_the_gradients_of_one_step(causal):
+    call = bm.training_call(bm.naive_attention, 6, heads=2, d=4, dtype="float64", causal=causal)
+    q, k, v = (t.requires_grad_() for t in bm.attention_inputs(6, heads=2, d=4, dtype="float64"))
+    d_out = torch.randn(1, 2, 6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = torch.autograd.grad(bm.torch_sdpa(q, k, v, causal=causal), (q, k, v), d_out)
+    for _ in range(2):                      # a second call starts from fresh gradients
+        got = call()
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
 
 
 def allocate_per_thread():

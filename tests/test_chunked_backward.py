@@ -148,9 +148,17 @@ def test_saves_only_inputs_output_and_log_sum_exp(causal):
 
 # --- memory of a training step, measured in a fresh process ------------------------------
 
+def warmed_training_call(n, d):
+    """A training step at ``n``, after one at n=256 has loaded autograd's lazy state
+    (about 50 MiB the first backward pass of a process allocates once), so that the
+    long step need not run twice."""
+    benchmark.training_call(chunked_attention, 256, d=d)()
+    return benchmark.training_call(chunked_attention, n, d=d)
+
+
 def test_training_step_extra_memory_at_16k_is_below_a_sixteenth_of_the_score_matrix():
     n, d = 16384, 64
     dense_scores = n * n * 4                                   # one float32 score matrix: 1 GiB
-    extra = benchmark.peak_memory(functools.partial(
-        benchmark.training_call, chunked_attention, n, d=d), warmup=0)
+    extra = benchmark.peak_memory(functools.partial(warmed_training_call, n, d), warmup=0)
+    # the gradients dq, dk, dv (12 MiB) count: they are the step's output
     assert extra <= dense_scores / 16, f"measured {extra / benchmark.MiB:.1f} MiB"

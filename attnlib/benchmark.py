@@ -35,6 +35,8 @@ import functools
 import gc
 import math
 import multiprocessing
+import os
+import platform
 import resource
 import statistics
 import sys
@@ -51,7 +53,41 @@ from ._common import check_count
 MiB = 2 ** 20
 
 __all__ = ["time_call", "peak_memory", "compare", "Comparison", "attention_call",
-           "training_call", "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
+           "training_call", "machine", "supports_bfloat16", "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
+
+
+# --- the machine ----------------------------------------------------------------
+
+def _cpu_info() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo (empty where it does not exist)."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def supports_bfloat16() -> bool:
+    """True if the CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX), so that bfloat16
+    attention is worth timing; elsewhere torch emulates it slowly."""
+    flags = set(_cpu_info().get("flags", "").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def machine() -> dict[str, object]:
+    """What a measurement was made on: CPU model, logical CPUs, torch threads and
+    version, the vector instructions torch uses, bfloat16 support, the load average."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {"cpu": _cpu_info().get("model name") or platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "vector_isa": torch.backends.cpu.get_cpu_capability(),
+            "bfloat16": supports_bfloat16(), "load_average": round(load[0], 1)}
 
 
 # --- time ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ notebook cell) or a :func:`functools.partial` of one, such as
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import functools
 import gc
@@ -42,6 +43,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -51,9 +53,10 @@ import torch.nn.functional as F
 from ._common import check_count
 
 MiB = 2 ** 20
+TABLE_FILE = Path(__file__).with_name("data") / "attention_table.csv"
 
 __all__ = ["time_call", "peak_memory", "compare", "Comparison", "attention_call",
-           "training_call", "machine", "supports_bfloat16", "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
+           "training_call", "machine", "supports_bfloat16", "read_table", "TABLE_FILE", "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
 
 
 # --- the machine ----------------------------------------------------------------
@@ -88,6 +91,23 @@ def machine() -> dict[str, object]:
             "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "vector_isa": torch.backends.cpu.get_cpu_capability(),
             "bfloat16": supports_bfloat16(), "load_average": round(load[0], 1)}
+
+
+def read_table(path=TABLE_FILE) -> list[dict]:
+    """The rows of a CSV written by ``benchmarks/attention_table.py`` (by default the
+    one shipped with attnlib, from one run on the machine its ``cpu`` column names).
+
+    Each row is a dict: ``dtype`` (str), ``causal`` (bool), ``n`` (int),
+    ``implementation`` (str), ``median_s`` and ``ratio_to_sdpa`` (float),
+    ``peak_bytes`` and ``compile_s`` (int / float, or None where not measured),
+    ``runs``, ``cpus``, ``threads`` (int), ``cpu`` and ``torch`` (str).
+    """
+    kinds = {"causal": lambda x: x == "True", "n": int, "median_s": float,
+             "ratio_to_sdpa": float, "peak_bytes": int, "compile_s": float, "runs": int,
+             "cpus": int, "threads": int}
+    with open(path, newline="") as f:
+        return [{key: (None if value == "" else kinds.get(key, str)(value))
+                 for key, value in row.items()} for row in csv.DictReader(f)]
 
 
 # --- time ---------------------------------------------------------------------

@@ -100,11 +100,12 @@ def read_table(path=TABLE_FILE) -> list[dict]:
     Each row is a dict: ``dtype`` (str), ``causal`` (bool), ``n`` (int),
     ``implementation`` (str), ``median_s`` and ``ratio_to_sdpa`` (float),
     ``peak_bytes`` and ``compile_s`` (int / float, or None where not measured),
-    ``runs``, ``cpus``, ``threads`` (int), ``cpu`` and ``torch`` (str).
+    ``runs``, ``cpus``, ``threads`` (int), ``cpu`` and ``torch`` (str), and in runs
+    that recorded it ``load_average`` (float, the machine's one-minute load).
     """
     kinds = {"causal": lambda x: x == "True", "n": int, "median_s": float,
              "ratio_to_sdpa": float, "peak_bytes": int, "compile_s": float, "runs": int,
-             "cpus": int, "threads": int}
+             "cpus": int, "threads": int, "load_average": float}
     with open(path, newline="") as f:
         return [{key: (None if value == "" else kinds.get(key, str)(value))
                  for key, value in row.items()} for row in csv.DictReader(f)]

@@ -45,7 +45,7 @@ from attnlib import flex  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 256
 FIELDS = ["dtype", "causal", "n", "implementation", "median_s", "ratio_to_sdpa", "peak_bytes",
-          "compile_s", "runs", "cpu", "cpus", "threads", "torch"]
+          "compile_s", "runs", "cpu", "cpus", "threads", "torch", "load_average"]
 
 
 def flex_dense(q, k, v, *, causal=False):
@@ -100,7 +100,7 @@ def measure(n: int, dtype: str, causal: bool, args) -> list[dict]:
                      "median_s": row["median_s"], "ratio_to_sdpa": row["ratio"],
                      "peak_bytes": peak, "compile_s": compile_s.get(name), "runs": row["runs"],
                      "cpu": info["cpu"], "cpus": info["cpus"], "threads": info["threads"],
-                     "torch": info["torch"]})
+                     "torch": info["torch"], "load_average": info["load_average"]})
     return rows
 
 
@@ -121,7 +121,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r[k] is None else r[k]) for k in FIELDS})
+            writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in FIELDS})
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -185,3 +185,25 @@ def test_peak_memory_child_uses_the_callers_thread_count():
             assert abs(got - threads * 32 * MiB) <= TOLERANCE, f"{threads} thread(s): {got / MiB:.1f} MiB"
     finally:
         torch.set_num_threads(before)
+
+
+def test_read_table_of_the_shipped_run():
+    rows = bm.read_table()
+    assert {"torch sdpa", "chunked", "sliding window"} <= {r["implementation"] for r in rows}
+    for r in rows:
+        assert isinstance(r["n"], int) and isinstance(r["causal"], bool)
+        assert r["median_s"] > 0 and r["cpus"] >= 1 and r["cpu"] and r["torch"]
+        assert r["peak_bytes"] is None or isinstance(r["peak_bytes"], int)
+        if r["implementation"] == "torch sdpa":
+            assert r["ratio_to_sdpa"] == 1.0
+    # every (dtype, causal, n) was measured against its own torch sdpa row
+    runs = {(r["dtype"], r["causal"], r["n"]) for r in rows}
+    sdpa = {(r["dtype"], r["causal"], r["n"]) for r in rows if r["implementation"] == "torch sdpa"}
+    assert runs == sdpa
+
+
+def test_machine_describes_the_cpu():
+    info = bm.machine()
+    assert info["cpus"] >= 1 and info["threads"] >= 1 and info["torch"] == torch.__version__
+    assert isinstance(info["cpu"], str) and info["cpu"]
+    assert isinstance(info["bfloat16"], bool)

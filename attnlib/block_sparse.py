@@ -40,7 +40,7 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None, backend="
         block_size: positions per block ``b``, an int >= 1.
         scale: factor applied to the scores; default ``1 / sqrt(d)``.
         backend: ``"plain"`` (this module's gathered blocks) or ``"flex"`` (a compiled
-            ``flex_attention`` kernel, torch only: see :mod:`attnlib.flex`).
+            ``flex_attention`` kernel, torch only: see ``attnlib.flex``).
 
     Returns:
         ``out`` of shape ``(..., Lq, dv)`` and the type of ``q``.

@@ -69,7 +69,7 @@ def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mas
 
     Torch tensors take a fast path (in-place updates of each tile, no autograd
     graph). When gradients are being recorded for an input, the same fast path runs
-    inside :class:`ChunkedAttentionFunction`, whose backward pass recomputes the
+    inside ``ChunkedAttentionFunction``, whose backward pass recomputes the
     tiles instead of storing them. Numpy arrays take the plain path, the online
     softmax written out; both compute the same thing. The fast path may cut a query
     block into thinner slices of rows, so that one tile of scores over the whole

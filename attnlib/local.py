@@ -51,7 +51,7 @@ def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilat
         block_size: queries per block (default: ``window // 4`` clipped to ``[16, 64]``).
             It changes the speed, never the result.
         backend: ``"plain"`` (this module's blocked code) or ``"flex"`` (a compiled
-            ``flex_attention`` kernel, torch only: see :mod:`attnlib.flex`).
+            ``flex_attention`` kernel, torch only: see ``attnlib.flex``).
 
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.

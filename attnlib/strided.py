@@ -45,7 +45,7 @@ def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=No
         scale: factor applied to the scores; default ``1 / sqrt(d)``.
         block_size: queries per block of the band part (default ``stride``); speed only.
         backend: ``"plain"`` (this module's two parts) or ``"flex"`` (a compiled
-            ``flex_attention`` kernel, torch only: see :mod:`attnlib.flex`).
+            ``flex_attention`` kernel, torch only: see ``attnlib.flex``).
 
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.

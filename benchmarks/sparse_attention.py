@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             out[name] = (fn, kw)
             if fn in (attnlib.sliding_window_attention, attnlib.longformer_attention,
                       attnlib.bigbird_attention, attnlib.strided_attention):
-                out[name + " [flex]"] = (fn, dict(kw, backend="flex"))
+                # bound here: attention_call's own `backend` means numpy or torch inputs
+                out[name + " [flex]"] = (functools.partial(fn, backend="flex"), kw)
         return out
 
     sliding = f"sliding_window(window={WINDOW})"

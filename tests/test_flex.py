@@ -106,3 +106,17 @@ def test_flex_backend_equals_dense_attention_with_the_mask(label, name, kwargs, 
     torch.testing.assert_close(got, fn(q, k, v, **kwargs), rtol=1e-5, atol=1e-5)
     seconds = [s for key, s in flex.first_call_seconds().items() if key[1] == (6, 1, N, 16)]
     assert seconds and all(s > 0 for s in seconds)
+
+
+@pytest.mark.compile
+@needs_flex
+def test_flex_block_sparse_rows_without_keys_give_zeros():
+    # the same kernel as BigBird's (the layout pattern at the same shapes), an empty layout row
+    q, k, v = inputs(7)
+    layout = bigbird_layout(10, seed=1)
+    layout[4] = False                                   # queries 128..159 attend nothing
+    got = attnlib.block_sparse_attention(q, k, v, layout=layout, block_size=32, backend="flex")
+    want = attnlib.scaled_dot_product_attention(
+        q, k, v, mask=torch.as_tensor(attnlib.layout_to_mask(layout, 32, N, N)))
+    assert torch.equal(got[..., 128:160, :], torch.zeros_like(got[..., 128:160, :]))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -39,7 +39,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Per cell: at most this many seconds (then it is interrupted, or its kernel restarted).
-c.Execute.timeout = 300
+c.Execute.timeout = 60
 # The whole kernel: memory, CPU seconds, and whether to use the bubblewrap sandbox;
 # per cell: at most this many characters of printed output are kept.
 c.GradingExecute.memory_limit = "4GiB"

@@ -19,6 +19,12 @@ from .encoder import TransformerEncoderLayer
 from .bert import BertConfig, BertForMaskedLM, BertModel, mask_tokens
 from .tokenizer import WordTokenizer
 from .data import load_corpus, topic_dataset
+# chapter 06: decoding
+from .decoder import CausalLM, DecoderConfig, next_token_loss
+from .generation import filter_logits, generate
+from .kv_cache import KVCache, kv_cache_bytes
+from .gqa import grouped_query_attention
+from .encoder_decoder import TransformerDecoderLayer
 # chapter 07: the quadratic cost
 from .cost import attention_flops, attention_memory_bytes, crossover_length
 from .chunked import chunked_attention
@@ -38,6 +44,8 @@ __all__ = [
     "MultiHeadAttention", "TransformerEncoderLayer",
     "BertConfig", "BertModel", "BertForMaskedLM", "mask_tokens", "WordTokenizer",
     "load_corpus", "topic_dataset",
+    "DecoderConfig", "CausalLM", "next_token_loss", "generate", "filter_logits", "KVCache",
+    "kv_cache_bytes", "grouped_query_attention", "TransformerDecoderLayer",
     "attention_flops", "attention_memory_bytes", "crossover_length", "chunked_attention",
     "local_mask", "longformer_mask", "strided_mask", "fixed_mask", "bigbird_layout",
     "bigbird_mask", "layout_to_mask", "global_token_index",

@@ -134,6 +134,13 @@ def check_count(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_features(q) -> None:
+    """Check that queries ``q (..., Lq, d)`` have a feature size ``d >= 1``."""
+    if q.shape[-1] == 0:
+        raise ValueError(f"q of shape {tuple(q.shape)} needs a feature size d >= 1 "
+                         "(last dimension)")
+
+
 def as_qkv(q, k, v):
     """Check attention inputs; return ``(q, k, v, batch_shape)``.
 
@@ -151,9 +158,7 @@ def as_qkv(q, k, v):
                           (v, "v", "(..., Lk, dv)")):
         if a.ndim < 2:
             raise ValueError(f"{name} must have shape {dims}, got shape {tuple(a.shape)}")
-    if q.shape[-1] == 0:
-        raise ValueError(f"q of shape {tuple(q.shape)} needs a feature size d >= 1 "
-                         "(last dimension)")
+    check_features(q)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q of shape {tuple(q.shape)} and k of shape {tuple(k.shape)} must "
                          f"share the feature size d (last dimension): {q.shape[-1]} != {k.shape[-1]}")
@@ -259,3 +264,16 @@ def zero_if_empty(m):
 def row_max(s, axis: int = -1):
     """The maximum along ``axis`` (kept as size 1), 0 for an empty row: see :func:`zero_if_empty`."""
     return zero_if_empty(array_namespace(s).amax(s, axis, keepdims=True))
+
+
+def as_token_ids(ids, vocab_size: int | None = None, name: str = "input_ids"):
+    """Return ``ids``, checked to be an int64 torch tensor of shape ``(B, L)`` with
+    ``L >= 1`` and, given ``vocab_size``, values in ``[0, vocab_size)``."""
+    if check_tensor(ids, name).dtype != torch.long:
+        raise TypeError(f"{name} must be an int64 tensor of shape (B, L), got dtype {ids.dtype}")
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (B, L) with L >= 1, got shape {tuple(ids.shape)}")
+    if vocab_size is not None and ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"{name} must lie in [0, {vocab_size}), got values in "
+                         f"[{ids.min().item()}, {ids.max().item()}]")
+    return ids

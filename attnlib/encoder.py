@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_count, check_dropout, check_flag, check_positive
+from ._common import check_count, check_dropout, check_flag, check_positive, check_tensor
 from .multihead import MultiHeadAttention
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
@@ -70,6 +70,7 @@ class TransformerEncoderLayer(nn.Module):
         ``(out, weights)`` with the attention weights ``(B, H, L, L)`` if
         ``need_weights``.
         """
+        check_tensor(x, "x")
         h = self.norm1(x) if self.norm_first else x
         a = self.self_attn(h, mask=mask, causal=causal, need_weights=need_weights)
         a, weights = a if need_weights else (a, None)

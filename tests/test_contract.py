@@ -6,12 +6,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import attnlib
-from attnlib import (BertConfig, BertModel, MultiHeadAttention, TransformerEncoderLayer,
-                     mask_tokens)
+from attnlib import (BertConfig, BertModel, CausalLM, DecoderConfig, MultiHeadAttention,
+                     TransformerDecoderLayer, TransformerEncoderLayer, generate, mask_tokens)
 
 
-def qkv(n=8, d=4, backend="numpy"):
-    arrays = [np.random.default_rng(i).normal(size=(2, n, d)) for i in range(3)]
+def qkv(n=8, d=4, backend="numpy", heads=()):
+    arrays = [np.random.default_rng(i).normal(size=(2, *heads, n, d)) for i in range(3)]
     return arrays if backend == "numpy" else [torch.from_numpy(a) for a in arrays]
 
 
@@ -23,7 +23,17 @@ def encoder(**kwargs):
     return TransformerEncoderLayer(8, 2, 16, **kwargs).double()
 
 
+def decoder_layer(**kwargs):
+    return TransformerDecoderLayer(8, 2, 16, **kwargs).double()
+
+
+def lm(**kwargs):
+    return CausalLM(DecoderConfig(vocab_size=20, max_positions=16, d_model=8, num_layers=1,
+                                  num_heads=2, **kwargs))
+
+
 X = torch.randn(2, 5, 8, dtype=torch.float64)
+PROMPT = torch.tensor([[1, 2, 3]])
 
 # Every public function that takes q, k, v, with the arguments it needs besides them.
 ATTENTION = {
@@ -40,6 +50,8 @@ ATTENTION = {
                             {"proj_k": attnlib.linformer_projection(8, 3)}),
     "linear_attention": (attnlib.linear_attention, {}),
 }
+# grouped-query attention takes heads as a dimension: q (B, H, L, d), k and v (B, H_kv, L, d)
+GQA = (lambda q, k, v, **kw: attnlib.grouped_query_attention(q, k[:, :1], v[:, :1], **kw))
 
 # Every boolean flag of the public API, as a call that passes the flag's value.
 FLAGS = {
@@ -64,6 +76,18 @@ FLAGS = {
                                                 "causal"),
     "TransformerEncoderLayer.forward(need_weights)": (
         lambda value: encoder()(X, need_weights=value), "need_weights"),
+    "grouped_query_attention(causal)": (lambda value: GQA(*qkv(heads=(2,)), causal=value),
+                                        "causal"),
+    "TransformerDecoderLayer(norm_first)": (lambda value: decoder_layer(norm_first=value),
+                                            "norm_first"),
+    "TransformerDecoderLayer.forward(causal)": (lambda value: decoder_layer()(X, X, causal=value),
+                                                "causal"),
+    "TransformerDecoderLayer.forward(need_weights)": (
+        lambda value: decoder_layer()(X, X, need_weights=value), "need_weights"),
+    "DecoderConfig(bias)": (lambda value: lm(bias=value), "bias"),
+    "DecoderConfig(tie_embeddings)": (lambda value: lm(tie_embeddings=value), "tie_embeddings"),
+    "generate(use_cache)": (lambda value: generate(lm(), PROMPT, 2, use_cache=value),
+                            "use_cache"),
 }
 
 
@@ -83,12 +107,14 @@ def test_a_bool_flag_is_accepted(call):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-@pytest.mark.parametrize("name", ATTENTION)
+@pytest.mark.parametrize("name", [*ATTENTION, "grouped_query_attention"])
 def test_a_feature_size_of_zero_gets_the_same_error(name, backend):
-    f, kwargs = ATTENTION[name]
-    q, k, _ = qkv(d=0, backend=backend)
-    _, _, v = qkv(d=3, backend=backend)
-    with pytest.raises(ValueError, match=r"^q of shape \(2, 8, 0\) needs a feature size d >= 1 "
+    f, kwargs = ATTENTION.get(name, (GQA, {}))
+    heads = (2,) if f is GQA else ()
+    q, k, _ = qkv(d=0, backend=backend, heads=heads)
+    _, _, v = qkv(d=3, backend=backend, heads=heads)
+    shape = ", ".join(map(str, (2, *heads, 8, 0)))
+    with pytest.raises(ValueError, match=rf"^q of shape \({shape}\) needs a feature size d >= 1 "
                                          r"\(last dimension\)$"):
         f(q, k, v, **kwargs)
 
@@ -101,13 +127,17 @@ IDS = torch.randint(0, 20, (2, 5))
 TENSOR_ARGS = {
     "MultiHeadAttention.forward(query)": (lambda: mha()(X.numpy()), "query"),
     "MultiHeadAttention.forward(key)": (lambda: mha()(X, X.numpy()), "key"),
-    "TransformerEncoderLayer.forward(x)": (lambda: encoder()(X.numpy()), "query"),
+    "TransformerEncoderLayer.forward(x)": (lambda: encoder()(X.numpy()), "x"),
     "BertModel(input_ids)": (lambda: BertModel(CONFIG)(IDS.tolist()), "input_ids"),
     "BertModel(token_type_ids)": (lambda: BertModel(CONFIG)(IDS, IDS.numpy()), "token_type_ids"),
     "BertModel(attention_mask)": (lambda: BertModel(CONFIG)(IDS, None, np.ones((2, 5))),
                                   "attention_mask"),
     "mask_tokens(input_ids)": (lambda: mask_tokens(IDS.numpy(), vocab_size=20, mask_token_id=1),
                                "input_ids"),
+    "CausalLM(input_ids)": (lambda: lm()(PROMPT.tolist()), "input_ids"),
+    "generate(input_ids)": (lambda: generate(lm(), PROMPT.numpy(), 2), "input_ids"),
+    "TransformerDecoderLayer.forward(x)": (lambda: decoder_layer()(X.numpy(), X), "x"),
+    "TransformerDecoderLayer.forward(memory)": (lambda: decoder_layer()(X, X.numpy()), "memory"),
 }
 
 

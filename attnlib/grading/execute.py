@@ -171,6 +171,14 @@ class GradingExecute(Execute):
                     output.name = "stdout"
                     cell.metadata[limits.STDERR_KEY] = True
 
+    async def _async_handle_timeout(self, timeout: int, cell=None):
+        """nbclient's timeout: the kernel is interrupted and the cell gets the error of
+        ``error_on_timeout``; the outcome is noted in the cell's metadata as well."""
+        reply = await super()._async_handle_timeout(timeout, cell)
+        if reply is not None and cell is not None:
+            record(cell, Outcome.TIMEOUT)
+        return reply
+
     def _start_failure(self, err: Exception) -> str:
         manager = getattr(self, "_manager", None)  # (nbclient has dropped self.km by now)
         where = " in the bubblewrap sandbox" if manager is not None and manager.use_bwrap else ""

@@ -27,10 +27,12 @@ STUDENT = "learner"
 
 @dataclass
 class Exercise:
-    """Points earned on one graded test cell (its nbgrader ``grade_id``)."""
+    """Points earned on one graded test cell (its nbgrader ``grade_id``), and why points
+    were lost: the failing check's message (``None`` with full marks)."""
     id: str
     score: float
     max_score: float
+    message: str | None = None
 
 
 @dataclass
@@ -54,8 +56,8 @@ class Report:
 
     def to_json(self) -> dict:
         return {"notebook": self.notebook, "score": self.score, "max_score": self.max_score,
-                "exercises": [{"id": e.id, "score": e.score, "max_score": e.max_score}
-                              for e in self.exercises],
+                "exercises": [{"id": e.id, "score": e.score, "max_score": e.max_score,
+                               "message": e.message} for e in self.exercises],
                 "sandbox": self.sandbox, "notes": self.notes,
                 "needs_manual_grading": self.needs_manual_grading}
 
@@ -63,7 +65,9 @@ class Report:
         width = max([len("exercise"), *(len(e.id) for e in self.exercises)])
         rows = [f"{self.notebook} (chapter {self.chapter})", "",
                 f"{'exercise':<{width}}  points"]
-        rows += [f"{e.id:<{width}}  {e.score:g} / {e.max_score:g}" for e in self.exercises]
+        for e in self.exercises:
+            rows.append(f"{e.id:<{width}}  {e.score:g} / {e.max_score:g}")
+            rows += [f"{'':<{width}}    {line}" for line in (e.message or "").splitlines()]
         rows += [f"{'total':<{width}}  {self.score:g} / {self.max_score:g}", ""]
         rows += [f"sandbox: {self.sandbox or 'none'}"]
         rows += [f"note: {note}" for note in self.notes]
@@ -147,6 +151,10 @@ def autograde(nb: nbformat.NotebookNode, source: Path, name: str, config) -> Rep
         release = read_notebook(course / "release" / assignment / source.name)
         executed = read_notebook(course / "autograded" / STUDENT / assignment / source.name)
         exercises = _scores(course, assignment, notebook, graded_cell_ids(release))
+    cells = graded_cells(executed)
+    for exercise in exercises:
+        if exercise.score < exercise.max_score and exercise.id in cells:
+            exercise.message = failure(cells[exercise.id])
     sandbox_missing = why_not(config.GradingExecute.get("sandbox", True))
     notes, manual = findings(nb, read_notebook(source), release, executed)
     if sandbox_missing:
@@ -196,6 +204,16 @@ def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
                 if note not in notes:
                     notes.append(note)
     return notes, manual
+
+
+def failure(cell, limit: int = 300) -> str | None:
+    """Why the test ``cell`` failed, in words: its error's name and message (the
+    assertion's text), without the traceback; at most ``limit`` characters."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "error":
+            text = f"{output.ename}: {output.evalue.strip()}"
+            return text if len(text) <= limit else text[:limit - 3] + "..."
+    return None
 
 
 def _scores(course: Path, assignment: str, notebook: str, order: list[str]) -> list[Exercise]:

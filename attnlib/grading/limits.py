@@ -12,7 +12,7 @@ import enum
 MiB = 2**20
 GiB = 2**30
 
-CELL_TIMEOUT = 300            # seconds a cell may run before it is interrupted
+CELL_TIMEOUT = 60             # seconds a cell may run before it is interrupted
 MEMORY = "4GiB"               # memory the kernel may use
 CPU_TIME = 900                # seconds of CPU time the kernel may use in all
 OUTPUT_CHARS = 100_000        # characters of printed output kept per cell

@@ -82,7 +82,8 @@ def test_cli_json_from_another_directory(tmp_path):
     assert out["score"] == out["max_score"] > 0
     assert out["sandbox"] == "bubblewrap" or "without a sandbox" in out["notes"][0]
     assert out["needs_manual_grading"] is False
-    assert all(set(e) == {"id", "score", "max_score"} for e in out["exercises"])
+    assert all(set(e) == {"id", "score", "max_score", "message"} for e in out["exercises"])
+    assert all(e["message"] is None for e in out["exercises"])  # full marks: nothing to explain
     assert sum(e["max_score"] for e in out["exercises"]) == out["max_score"]
     assert not list(tmp_path.iterdir()), "grading wrote into the current directory"
 

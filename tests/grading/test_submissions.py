@@ -29,6 +29,17 @@ def test_a_right_submission_scores_full_marks_without_notes():
     assert all("without a sandbox" in n for n in report.notes), report.notes
 
 
+def test_an_exercise_that_lost_points_says_why_in_words():
+    report = grade(FIXTURES / "partial.ipynb")
+    messages = {e.id: e.message for e in report.exercises}
+    assert messages["stable_softmax"] is None and messages["masked_softmax"] is None
+    lost = messages["log_softmax_lse"]
+    assert lost.startswith("AssertionError: Not equal to tolerance"), lost
+    assert "log_softmax_lse([2, 3, 1]) differs from attnlib.log_softmax" in lost
+    assert "Traceback" not in lost and "\x1b[" not in lost and len(lost) <= 300
+    assert "log_softmax_lse([2, 3, 1]) differs" in report.table()
+
+
 def test_a_deleted_test_cell_is_put_back_and_graded():
     report = grade(FIXTURES / "deleted_test_cell.ipynb")
     assert report.score == report.max_score == 10, report.table()

@@ -1,0 +1,75 @@
+"""The shipped language models of chapter 06 and the script that trains them.
+
+The checkpoints must load into the configuration the chapter describes and meet the
+chapter's assertions; a short run of the training script (60 steps instead of 1500,
+written to a temporary folder) must already beat the unigram baseline by a relaxed
+factor of 3.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attnlib import CausalLM, kv_cache_bytes
+from attnlib.data import train_checkpoints as lm
+
+
+@pytest.fixture(scope="module")
+def data():
+    return lm.lm_data()
+
+
+@pytest.fixture(scope="module")
+def unigram(data):
+    tokenizer, train_ids, valid_ids = data
+    return lm.unigram_perplexity(train_ids, valid_ids, tokenizer.vocab_size, lm.MODEL["max_positions"])
+
+
+def test_data_is_the_corpus_with_paragraph_markers(data):
+    tokenizer, train_ids, valid_ids = data
+    assert train_ids.dtype == valid_ids.dtype == torch.long
+    assert 0.08 < len(valid_ids) / (len(train_ids) + len(valid_ids)) < 0.12
+    for ids in (train_ids, valid_ids):
+        assert ids[0] == tokenizer.cls_id and ids[-1] == tokenizer.sep_id
+        assert (ids == tokenizer.cls_id).sum() == (ids == tokenizer.sep_id).sum()
+        assert not (ids == tokenizer.unk_id).any()      # the vocabulary covers the whole corpus
+
+
+@pytest.mark.parametrize("kv_heads", sorted(lm.KV_HEADS))
+def test_shipped_checkpoint_loads_with_the_chapter_config(data, unigram, kv_heads):
+    tokenizer, train_ids, valid_ids = data
+    model, losses = lm.load_checkpoint(kv_heads)
+    assert isinstance(model, CausalLM) and not model.training
+    assert model.config == lm.lm_config(tokenizer.vocab_size, kv_heads)
+    assert len(losses) == lm.TRAINING["steps"]
+    ppl = lm.perplexity(model, valid_ids)
+    assert ppl < unigram / 10                         # the chapter's claim
+    assert math.exp(losses[-1]) < ppl
+
+
+def test_multi_query_checkpoint_against_multi_head(data):
+    _, _, valid_ids = data
+    (mha, mha_losses), (mqa, mqa_losses) = lm.load_checkpoint("mha"), lm.load_checkpoint("gqa")
+    ppl_mha, ppl_mqa = lm.perplexity(mha, valid_ids), lm.perplexity(mqa, valid_ids)
+    assert abs(ppl_mqa - ppl_mha) < 0.1 * ppl_mha
+    assert np.mean(mha_losses[-100:]) < np.mean(mqa_losses[-100:])
+    sizes = [kv_cache_bytes(m.config.num_layers, m.config.num_kv_heads, m.config.head_dim, 64)
+             for m in (mha, mqa)]
+    assert sizes[0] == 4 * sizes[1]
+
+
+def test_the_script_with_few_steps_beats_the_unigram_baseline(data, unigram, tmp_path, capsys):
+    _, _, valid_ids = data
+    lm.main(["--steps", "60", "--out", str(tmp_path)])
+    assert "held-out perplexity" in capsys.readouterr().out
+    for kv_heads in lm.KV_HEADS:
+        model, losses = lm.load_checkpoint(kv_heads, tmp_path)
+        assert len(losses) == 60 and losses[-1] < losses[0] - 1.0
+        assert lm.perplexity(model, valid_ids) < unigram / 3
+
+
+def test_unknown_checkpoint_name():
+    with pytest.raises(ValueError, match="kv_heads must be one of"):
+        lm.lm_config(100, "mqa")

@@ -1,6 +1,6 @@
 """Measure the wall time and the extra peak memory of a call on the CPU.
 
-Four functions make up the whole interface:
+Five functions make up the whole interface:
 
 - :func:`time_call` runs a zero-argument callable a few times after a warm-up and
   returns the wall times in seconds (take their median).
@@ -10,7 +10,8 @@ Four functions make up the whole interface:
   repeats interleaved so that a busy machine slows all of them alike, and returns a
   :class:`Comparison` that prints as a table of medians and ratios against a baseline.
 - :func:`attention_call` builds an attention call on seeded random inputs, in the
-  form that :func:`peak_memory` and :func:`compare` take.
+  form that :func:`peak_memory` and :func:`compare` take; :func:`training_call`
+  builds a forward and backward pass the same way.
 
 Why a fresh process for memory: torch's CPU allocations are invisible to
 ``tracemalloc``, and memory that a process has already touched and freed is often
@@ -29,16 +30,20 @@ notebook cell) or a :func:`functools.partial` of one, such as
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import functools
 import gc
 import math
 import multiprocessing
+import os
+import platform
 import resource
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -48,9 +53,62 @@ import torch.nn.functional as F
 from ._common import check_count
 
 MiB = 2 ** 20
+TABLE_FILE = Path(__file__).with_name("data") / "attention_table.csv"
 
 __all__ = ["time_call", "peak_memory", "compare", "Comparison", "attention_call",
-           "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
+           "training_call", "machine", "supports_bfloat16", "read_table", "TABLE_FILE", "attention_inputs", "torch_sdpa", "naive_attention", "format_bytes", "MiB"]
+
+
+# --- the machine ----------------------------------------------------------------
+
+def _cpu_info() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo (empty where it does not exist)."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def supports_bfloat16() -> bool:
+    """True if the CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX), so that bfloat16
+    attention is worth timing; elsewhere torch emulates it slowly."""
+    flags = set(_cpu_info().get("flags", "").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def machine() -> dict[str, object]:
+    """What a measurement was made on: CPU model, logical CPUs, torch threads and
+    version, the vector instructions torch uses, bfloat16 support, the load average."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {"cpu": _cpu_info().get("model name") or platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "vector_isa": torch.backends.cpu.get_cpu_capability(),
+            "bfloat16": supports_bfloat16(), "load_average": round(load[0], 1)}
+
+
+def read_table(path=TABLE_FILE) -> list[dict]:
+    """The rows of a CSV written by ``benchmarks/attention_table.py`` (by default the
+    one shipped with attnlib, from one run on the machine its ``cpu`` column names).
+
+    Each row is a dict: ``dtype`` (str), ``causal`` (bool), ``n`` (int),
+    ``implementation`` (str), ``median_s`` and ``ratio_to_sdpa`` (float),
+    ``peak_bytes`` and ``compile_s`` (int / float, or None where not measured),
+    ``runs``, ``cpus``, ``threads`` (int), ``cpu`` and ``torch`` (str), and in runs
+    that recorded it ``load_average`` (float, the machine's one-minute load).
+    """
+    kinds = {"causal": lambda x: x == "True", "n": int, "median_s": float,
+             "ratio_to_sdpa": float, "peak_bytes": int, "compile_s": float, "runs": int,
+             "cpus": int, "threads": int, "load_average": float}
+    with open(path, newline="") as f:
+        return [{key: (None if value == "" else kinds.get(key, str)(value))
+                 for key, value in row.items()} for row in csv.DictReader(f)]
 
 
 # --- time ---------------------------------------------------------------------
@@ -278,14 +336,17 @@ def attention_inputs(n: int, *, batch: int = 1, heads: int = 1, d: int = 64,
                      dtype: str = "float32", backend: str = "torch", seed: int = 0):
     """Seeded standard-normal ``q, k, v``, each of shape ``(batch, heads, n, d)``.
 
-    ``dtype`` is ``"float32"`` or ``"float64"``; ``backend`` is ``"torch"`` or ``"numpy"``.
+    ``dtype`` is ``"float32"``, ``"float64"`` or (torch only) ``"bfloat16"``;
+    ``backend`` is ``"torch"`` or ``"numpy"``.
     """
     n, batch, heads, d = (check_count(x, name, 1) for x, name in
                           ((n, "n"), (batch, "batch"), (heads, "heads"), (d, "d")))
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if dtype not in ("float32", "float64", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32', 'float64' or 'bfloat16', got {dtype!r}")
     if backend not in ("torch", "numpy"):
         raise ValueError(f"backend must be 'torch' or 'numpy', got {backend!r}")
+    if backend == "numpy" and dtype == "bfloat16":
+        raise ValueError("dtype 'bfloat16' needs backend 'torch': numpy has no bfloat16")
     gen = torch.Generator().manual_seed(seed)
     qkv = torch.randn(3, batch, heads, n, d, generator=gen, dtype=getattr(torch, dtype))
     q, k, v = (t.clone() for t in qkv)
@@ -309,6 +370,30 @@ def attention_call(fn: Callable, n: int, *, batch: int = 1, heads: int = 1, d: i
     q, k, v = attention_inputs(n, batch=batch, heads=heads, d=d, dtype=dtype,
                                backend=backend, seed=seed)
     return functools.partial(_run, fn, q, k, v, fn_kwargs)
+
+
+def _train(fn, q, k, v, d_out, kwargs):
+    for t in (q, k, v):
+        t.grad = None
+    fn(q, k, v, **kwargs).backward(d_out)
+    return q.grad, k.grad, v.grad
+
+
+def training_call(fn: Callable, n: int, *, batch: int = 1, heads: int = 1, d: int = 64,
+                  dtype: str = "float32", seed: int = 0, **fn_kwargs) -> Callable[[], object]:
+    """A zero-argument call of one training step through ``fn(q, k, v, **fn_kwargs)``.
+
+    The call runs the forward pass on :func:`attention_inputs` (torch, with
+    ``requires_grad``), then the backward pass from a seeded output gradient
+    ``d_out (batch, heads, n, d)``, and returns the gradients ``(dq, dk, dv)``,
+    each of shape ``(batch, heads, n, d)``. Use it like :func:`attention_call`:
+    ``partial(training_call, torch_sdpa, 4096, heads=8)``.
+    """
+    q, k, v = attention_inputs(n, batch=batch, heads=heads, d=d, dtype=dtype, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    d_out = torch.randn(batch, heads, n, d, generator=gen, dtype=q.dtype)
+    return functools.partial(_train, fn, q.requires_grad_(), k.requires_grad_(),
+                             v.requires_grad_(), d_out, fn_kwargs)
 
 
 def torch_sdpa(q, k, v, *, causal: bool = False):

@@ -20,11 +20,12 @@ import numpy as np
 from ._common import (as_layout, as_qkv, blocks, ceil_div, check_count, concat, default_scale,
                       pad_seq, self_attention_inputs, take)
 from .attention import scaled_dot_product_attention
+from .flex import check_backend, flex_masked_attention
 from .local import blocked_attention
 from .sparse_masks import bigbird_layout
 
 
-def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
+def block_sparse_attention(q, k, v, *, layout, block_size, scale=None, backend="plain"):
     """Attention in which query block ``I`` attends key block ``J`` iff ``layout[I, J]``.
 
     Positions ``I*b .. I*b + b - 1`` form block ``I`` (``b = block_size``; the
@@ -38,6 +39,8 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
         layout: boolean array of shape ``(ceil(Lq / b), ceil(Lk / b))``.
         block_size: positions per block ``b``, an int >= 1.
         scale: factor applied to the scores; default ``1 / sqrt(d)``.
+        backend: ``"plain"`` (this module's gathered blocks) or ``"flex"`` (a compiled
+            ``flex_attention`` kernel, torch only: see ``attnlib.flex``).
 
     Returns:
         ``out`` of shape ``(..., Lq, dv)`` and the type of ``q``.
@@ -51,6 +54,9 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
         raise ValueError(f"layout of shape {layout.shape} does not fit q of length {lq} and k of "
                          f"length {lk} in blocks of {b}: it needs shape {need}")
     scale = default_scale(scale, q.shape[-1])
+    if check_backend(backend, q) == "flex":
+        rows = tuple(tuple(bool(x) for x in row) for row in layout)
+        return flex_masked_attention(q, k, v, "layout", (rows, b), scale=scale)
     nbq, nbk = need
 
     dense = np.flatnonzero(layout.all(axis=1))        # query blocks that see every key block
@@ -85,7 +91,7 @@ def block_sparse_attention(q, k, v, *, layout, block_size, scale=None):
 
 
 def bigbird_attention(q, k, v, *, block_size, window=1, num_global=1, num_random=2, seed=0,
-                      scale=None):
+                      scale=None, backend="plain"):
     """BigBird attention: :func:`block_sparse_attention` with a :func:`bigbird_layout`.
 
     Equal to dense attention with ``mask=bigbird_mask(n, block_size, window=...,
@@ -97,6 +103,7 @@ def bigbird_attention(q, k, v, *, block_size, window=1, num_global=1, num_random
         window, num_global, num_random, seed: the layout, in blocks (see
             :func:`attnlib.bigbird_layout`).
         scale: factor applied to the scores; default ``1 / sqrt(d)``.
+        backend: ``"plain"`` or ``"flex"`` (see :func:`block_sparse_attention`).
 
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
@@ -105,6 +112,7 @@ def bigbird_attention(q, k, v, *, block_size, window=1, num_global=1, num_random
     b = check_count(block_size, "block_size", 1)
     layout = bigbird_layout(max(1, ceil_div(n, b)), window=window, num_global=num_global,
                             num_random=num_random, seed=seed)
-    return block_sparse_attention(q, k, v, layout=layout, block_size=b, scale=scale)
+    return block_sparse_attention(q, k, v, layout=layout, block_size=b, scale=scale,
+                                  backend=backend)
 
 

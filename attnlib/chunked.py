@@ -16,6 +16,21 @@ At most one tile of ``chunk_size**2`` scores per batch entry exists at a time, s
 extra memory is ``O(chunk_size**2 + Lq * dv)`` instead of ``O(Lq * Lk)``, and the
 result equals ordinary softmax attention up to rounding. With ``causal=True``, key
 blocks that lie entirely after a query block are skipped, which halves the work.
+
+Training goes through :class:`ChunkedAttentionFunction`, FlashAttention-2's backward
+pass. The forward pass saves only the output ``O`` and the row log-sum-exp
+``lse = m + log(l)``; the backward pass visits the same tiles again and recomputes
+each tile's weights from them, ``P = exp(s - lse)``, instead of storing them::
+
+    delta = rowsum(dO * O)                            # (..., Lq, 1), once
+    P     = exp(s - lse)                              # (..., cq, ck): the tile's weights
+    dV   += P^T @ dO                                  # (..., ck, dv)
+    dP    = dO @ V^T                                  # (..., cq, ck)
+    dS    = P * (dP - delta)                          # the softmax's backward pass
+    dQ   += scale * dS @ K                            # (..., cq, d)
+    dK   += scale * dS^T @ Q                          # (..., ck, d)
+
+so training needs ``O(chunk_size**2 + Lq * d)`` extra memory too.
 """
 
 from __future__ import annotations
@@ -53,10 +68,12 @@ def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mas
         attend to gives zeros.
 
     Torch tensors take a fast path (in-place updates of each tile, no autograd
-    graph) unless gradients are being recorded for an input; then the plain path,
-    which is differentiable, runs instead. Both compute the same thing. The fast
-    path may cut a query block into thinner slices of rows, so that one tile of
-    scores over the whole batch stays small enough for the processor's cache.
+    graph). When gradients are being recorded for an input, the same fast path runs
+    inside ``ChunkedAttentionFunction``, whose backward pass recomputes the
+    tiles instead of storing them. Numpy arrays take the plain path, the online
+    softmax written out; both compute the same thing. The fast path may cut a query
+    block into thinner slices of rows, so that one tile of scores over the whole
+    batch stays small enough for the processor's cache.
     """
     causal = check_flag(causal, "causal")
     q, k, v, batch = as_qkv(q, k, v)
@@ -67,13 +84,67 @@ def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mas
     if mask is not None:
         keep = as_mask(mask, q, shape=(*batch, lq, lk))
         keep = keep.reshape((1,) * (2 - keep.ndim) + tuple(keep.shape))  # at least 2-D
-    if isinstance(q, torch.Tensor):
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-        if not needs_grad:
-            rows = _fast_rows(size, batch)
-            with torch.no_grad():
-                return _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch)
-    return _chunked_plain(q, k, v, keep, causal, scale, size, batch)
+    if not isinstance(q, torch.Tensor):
+        return _chunked_plain(q, k, v, keep, causal, scale, size, batch)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        # the batch made explicit: expand's own backward sums the gradients back
+        q, k, v = (t.expand(*batch, *t.shape[-2:]) for t in (q, k, v))
+        return ChunkedAttentionFunction.apply(q, k, v, keep, causal, scale, size)
+    with torch.no_grad():
+        return _chunked_torch(q, k, v, keep, causal, scale, _fast_rows(size, batch), size, batch)
+
+
+class ChunkedAttentionFunction(torch.autograd.Function):
+    """Exact chunked attention with FlashAttention-2's tiled backward pass (torch).
+
+    ``ChunkedAttentionFunction.apply(q, k, v, keep, causal, scale, chunk_size)`` with
+    ``q (..., Lq, d)``, ``k (..., Lk, d)``, ``v (..., Lk, dv)`` sharing one batch shape
+    ``(...)``, ``keep`` None or a boolean mask with at least two dimensions that
+    broadcasts to ``(..., Lq, Lk)``; returns ``out (..., Lq, dv)``. Arguments are not
+    checked here: :func:`chunked_attention` checks them and calls this.
+
+    The forward pass saves q, k, v, the output and the row log-sum-exp
+    ``lse (..., Lq, 1)``: ``O(Lq * d)`` numbers, no tile. The backward pass
+    recomputes each tile's weights ``P = exp(s - lse)`` (see the module docstring).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, keep, causal, scale, size):
+        batch = tuple(q.shape[:-2])
+        lse = q.new_empty((*batch, q.shape[-2], 1))
+        rows = _fast_rows(size, batch)
+        out = _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=lse)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.keep, ctx.causal, ctx.scale, ctx.size, ctx.rows = keep, causal, scale, size, rows
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out):
+        q, k, v, out, lse = ctx.saved_tensors
+        keep, causal, scale, size, rows = ctx.keep, ctx.causal, ctx.scale, ctx.size, ctx.rows
+        lq, lk = q.shape[-2], k.shape[-2]
+        d_out = d_out.contiguous()
+        delta = (d_out * out).sum(dim=-1, keepdim=True)                # (..., Lq, 1)
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        for q0 in range(0, lq, rows):
+            q1 = min(q0 + rows, lq)
+            q_blk = q[..., q0:q1, :] * scale                           # (..., cq, d)
+            do_blk = d_out[..., q0:q1, :]                              # (..., cq, dv)
+            for k0 in range(0, _key_range(q0, q1, lk, causal), size):
+                k1 = min(k0 + size, lk)
+                s = torch.matmul(q_blk, k[..., k0:k1, :].transpose(-1, -2))  # (..., cq, ck)
+                tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
+                if tile is not None:
+                    s.masked_fill_(~tile, -torch.inf)
+                p = s.sub_(lse[..., q0:q1, :]).exp_()                  # the tile's weights
+                dv[..., k0:k1, :] += torch.matmul(p.transpose(-1, -2), do_blk)
+                dp = torch.matmul(do_blk, v[..., k0:k1, :].transpose(-1, -2))
+                ds = dp.sub_(delta[..., q0:q1, :]).mul_(p)             # (..., cq, ck)
+                dq[..., q0:q1, :] += torch.matmul(ds, k[..., k0:k1, :])
+                dk[..., k0:k1, :] += torch.matmul(ds.transpose(-1, -2), q_blk)
+                del s, p, dp, ds                                       # one tile at a time
+        return dq.mul_(scale), dk, dv, None, None, None, None
 
 
 def causal_blocks(n_q: int, n_k: int, chunk_size: int) -> list[tuple[int, int, bool]]:
@@ -164,9 +235,11 @@ def _fast_rows(size, batch):
     return max(min(size, 64), min(size, _TILE_ELEMENTS // per_row))
 
 
-def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch):
+def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
     """The same tiles (``rows`` queries by ``size`` keys), each tile's scores
-    overwritten in place by its weights."""
+    overwritten in place by its weights. If ``lse`` (a ``(..., Lq, 1)`` tensor) is
+    given, it receives each row's log-sum-exp ``m + log(l)``, and ``+inf`` for a row
+    with no key, so that ``exp(s - lse)`` is 0 on it."""
     lq, lk = q.shape[-2], k.shape[-2]
     out = q.new_empty((*batch, lq, v.shape[-1]))
     k_t = k.transpose(-1, -2)                                  # (..., d, Lk), a view
@@ -198,7 +271,11 @@ def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch):
             del s, p                                           # free the tile before the next
         if acc is None:                                        # no key at all (Lk = 0)
             out[..., q0:q1, :] = 0.0
+            if lse is not None:
+                lse[..., q0:q1, :] = torch.inf
             continue
+        if lse is not None:                                    # log(0) = -inf for empty rows
+            lse[..., q0:q1, :] = torch.where(l > 0, torch.log(l) + m, torch.inf)
         if keep is not None:                                   # rows that saw no key: 0
             l.masked_fill_(l == 0, 1.0)
         out[..., q0:q1, :] = acc.div_(l)

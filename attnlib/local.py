@@ -25,11 +25,12 @@ import torch.nn.functional as F
 
 from ._common import append_keys, ceil_div, check_count, check_flag, pad_seq, self_attention_inputs
 from .attention import scaled_dot_product_attention
+from .flex import check_backend, flex_masked_attention
 from .sparse_masks import global_token_index
 
 
 def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilation=1,
-                             block_size=None):
+                             block_size=None, backend="plain"):
     """Attention in which query ``i`` sees only the keys within ``window`` positions.
 
     Query ``i`` attends key ``j`` iff ``|i - j| <= window``; with ``causal=True``
@@ -49,6 +50,8 @@ def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilat
         dilation: gap between attended keys, an int >= 1.
         block_size: queries per block (default: ``window // 4`` clipped to ``[16, 64]``).
             It changes the speed, never the result.
+        backend: ``"plain"`` (this module's blocked code) or ``"flex"`` (a compiled
+            ``flex_attention`` kernel, torch only: see ``attnlib.flex``).
 
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
@@ -57,6 +60,8 @@ def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilat
     q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     window = check_count(window, "window", 0)
     dilation = check_count(dilation, "dilation", 1)
+    if check_backend(backend, q) == "flex":
+        return flex_masked_attention(q, k, v, "window", (window, causal, dilation), scale=scale)
     if dilation == 1:
         return _banded(q, k, v, window=window, causal=causal, scale=scale,
                        block=_block(block_size, window, n))
@@ -71,7 +76,8 @@ def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilat
     return out.reshape(*out.shape[:-3], m * dilation, out.shape[-1])[..., :n, :]
 
 
-def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_size=None):
+def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_size=None,
+                         backend="plain"):
     """Longformer attention: a sliding window plus global tokens.
 
     Query ``i`` attends key ``j`` iff ``|i - j| <= window``, or ``i`` is a global
@@ -87,6 +93,7 @@ def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_si
             ``[0, n)`` or a boolean array of shape ``(n,)``.
         scale: factor applied to the scores; default ``1 / sqrt(d)``.
         block_size: queries per block of the window part; speed only.
+        backend: ``"plain"`` or ``"flex"`` (see :func:`sliding_window_attention`).
 
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
@@ -94,6 +101,9 @@ def longformer_attention(q, k, v, *, window, global_tokens, scale=None, block_si
     q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     window = check_count(window, "window", 0)
     g = global_token_index(global_tokens, n)                         # (g,)
+    if check_backend(backend, q) == "flex":
+        return flex_masked_attention(q, k, v, "longformer", (window, tuple(g.tolist()), n),
+                                     scale=scale)
     if g.size == 0:
         return _banded(q, k, v, window=window, causal=False, scale=scale,
                        block=_block(block_size, window, n))

@@ -25,10 +25,12 @@ import torch
 
 from ._common import (append_keys, array_namespace, blocks, ceil_div, check_count, check_flag,
                       pad_seq, row_max, self_attention_inputs, zero_if_empty)
+from .flex import check_backend, flex_masked_attention
 from .local import band_blocks, blocked_attention
 
 
-def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=None):
+def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=None,
+                      backend="plain"):
     """Strided Sparse Transformer attention: a window of ``stride`` plus every ``stride``-th key.
 
     Query ``i`` attends key ``j`` iff ``|i - j| <= stride`` or ``i - j`` is a
@@ -42,6 +44,8 @@ def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=No
         causal: attend only to keys at or before the query.
         scale: factor applied to the scores; default ``1 / sqrt(d)``.
         block_size: queries per block of the band part (default ``stride``); speed only.
+        backend: ``"plain"`` (this module's two parts) or ``"flex"`` (a compiled
+            ``flex_attention`` kernel, torch only: see ``attnlib.flex``).
 
     Returns:
         ``out`` of shape ``(..., n, dv)`` and the type of ``q``.
@@ -49,6 +53,8 @@ def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=No
     causal = check_flag(causal, "causal")
     q, k, v, n, scale = self_attention_inputs(q, k, v, scale)
     l = check_count(stride, "stride", 1)
+    if check_backend(backend, q) == "flex":
+        return flex_masked_attention(q, k, v, "strided", (l, causal), scale=scale)
     block = min(n, l if block_size is None else check_count(block_size, "block_size", 1))
     # part 1, the band |i - j| <= l, in blocks
     qb, kb, vb, keep = band_blocks(q, k, v, window=l, causal=causal, block=block)

@@ -131,7 +131,8 @@ def test_attention_inputs_are_seeded(backend, kind):
 
 @pytest.mark.parametrize("kwargs, err", [({"dtype": "float16"}, ValueError),
                                          ({"backend": "jax"}, ValueError),
-                                         ({"d": 0}, ValueError)])
+                                         ({"d": 0}, ValueError),
+                                         ({"dtype": "bfloat16", "backend": "numpy"}, ValueError)])
 def test_attention_inputs_bad(kwargs, err):
     with pytest.raises(err):
         bm.attention_inputs(4, **kwargs)
@@ -153,6 +154,23 @@ def test_attention_call_passes_keyword_arguments():
     torch.testing.assert_close(call(), bm.torch_sdpa(q, k, v, causal=True))
 
 
+def test_attention_inputs_bfloat16():
+    q, _, _ = bm.attention_inputs(5, d=4, dtype="bfloat16")
+    assert q.dtype == torch.bfloat16 and q.shape == (1, 1, 5, 4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_training_call_returns_the_gradients_of_one_step(causal):
+    call = bm.training_call(bm.naive_attention, 6, heads=2, d=4, dtype="float64", causal=causal)
+    q, k, v = (t.requires_grad_() for t in bm.attention_inputs(6, heads=2, d=4, dtype="float64"))
+    d_out = torch.randn(1, 2, 6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = torch.autograd.grad(bm.torch_sdpa(q, k, v, causal=causal), (q, k, v), d_out)
+    for _ in range(2):                      # a second call starts from fresh gradients
+        got = call()
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
+
+
 def allocate_per_thread():
     """Factory: a call that writes 32 MiB per torch thread it sees."""
     return lambda: torch.ones(torch.get_num_threads() * 32 * MiB // 4)
@@ -167,3 +185,25 @@ def test_peak_memory_child_uses_the_callers_thread_count():
             assert abs(got - threads * 32 * MiB) <= TOLERANCE, f"{threads} thread(s): {got / MiB:.1f} MiB"
     finally:
         torch.set_num_threads(before)
+
+
+def test_read_table_of_the_shipped_run():
+    rows = bm.read_table()
+    assert {"torch sdpa", "chunked", "sliding window"} <= {r["implementation"] for r in rows}
+    for r in rows:
+        assert isinstance(r["n"], int) and isinstance(r["causal"], bool)
+        assert r["median_s"] > 0 and r["cpus"] >= 1 and r["cpu"] and r["torch"]
+        assert r["peak_bytes"] is None or isinstance(r["peak_bytes"], int)
+        if r["implementation"] == "torch sdpa":
+            assert r["ratio_to_sdpa"] == 1.0
+    # every (dtype, causal, n) was measured against its own torch sdpa row
+    runs = {(r["dtype"], r["causal"], r["n"]) for r in rows}
+    sdpa = {(r["dtype"], r["causal"], r["n"]) for r in rows if r["implementation"] == "torch sdpa"}
+    assert runs == sdpa
+
+
+def test_machine_describes_the_cpu():
+    info = bm.machine()
+    assert info["cpus"] >= 1 and info["threads"] >= 1 and info["torch"] == torch.__version__
+    assert isinstance(info["cpu"], str) and info["cpu"]
+    assert isinstance(info["bfloat16"], bool)

@@ -10,7 +10,11 @@ Counting convention: a multiply-add is 2 FLOPs, so ``(n, d) @ (d, m)`` costs
 so about ``4 * n * m * d`` per head and ``4 * n**2 * d_model`` over all heads when
 ``m = n`` (the heads split ``d_model = heads * d``). The four projections of
 multi-head attention (Q, K, V and the output, each ``d_model x d_model``) cost about
-``8 * n * d_model**2``. The quadratic term overtakes them from ``n = 2 * d_model`` on.
+``8 * n * d_model**2``, and the position-wise feed-forward layer of a Transformer block,
+``d_model -> F -> d_model``, another ``4 * n * d_model * F`` (``16 * n * d_model**2`` for the
+usual ``F = 4 * d_model``). The quadratic term overtakes the projections from
+``n = 2 * d_model`` on, and the whole layer's linear work from ``n = 2 * d_model + F`` on
+(``6 * d_model`` for ``F = 4 * d_model``).
 
 Memory counts the arrays a call holds besides its inputs: the output, and either one
 full ``(n, m)`` score matrix per head (dense attention) or one ``(chunk, chunk)`` tile
@@ -60,7 +64,8 @@ def _itemsize(dtype) -> int:
 
 
 def attention_flops(n: int, d: int, *, heads: int = 1, batch: int = 1, n_kv: int | None = None,
-                    causal: bool = False, projections: bool = False) -> dict[str, int]:
+                    causal: bool = False, projections: bool = False,
+                    feed_forward: int = 0) -> dict[str, int]:
     """Floating-point operations of multi-head scaled dot-product attention.
 
     Args:
@@ -72,14 +77,19 @@ def attention_flops(n: int, d: int, *, heads: int = 1, batch: int = 1, n_kv: int
         causal: count only the query-key pairs a causal mask keeps (top-left
             aligned), as a kernel that skips masked work would do.
         projections: also count the four ``d_model x d_model`` projections.
+        feed_forward: hidden width ``F`` of a position-wise feed-forward layer
+            ``(n, d_model) -> (n, F) -> (n, d_model)`` to count as well (3072 in
+            BERT-base); 0 (the default) leaves it out.
 
     Returns:
         The FLOPs of each part, as a dict with ``"scores"`` (``2 B H n m d``), ``"softmax"`` (``5 B H n m``),
         ``"weighted_sum"`` (``2 B H n m d``), ``"projections"`` (``4 B (n + m) d_model**2``
-        if requested, else 0) and their ``"total"``. With ``causal=True`` the
+        if requested, else 0), ``"feed_forward"`` (``4 B n d_model F``) and their
+        ``"total"``. With ``causal=True`` the
         three attention terms use the number of kept pairs instead of ``n m``.
     """
     n, d, heads, batch, m = _sizes(n, d, heads, batch, n_kv)
+    feed_forward = check_count(feed_forward, "feed_forward", 0)
     pairs = batch * heads * _pairs(n, m, causal)
     d_model = heads * d
     out = {
@@ -88,6 +98,8 @@ def attention_flops(n: int, d: int, *, heads: int = 1, batch: int = 1, n_kv: int
         "weighted_sum": 2 * pairs * d,
         # Q and the output projection act on n rows, K and V on m rows
         "projections": 4 * batch * (n + m) * d_model ** 2 if projections else 0,
+        # two products, (n, d_model) @ (d_model, F) and (n, F) @ (F, d_model), on the n query rows
+        "feed_forward": 4 * batch * n * d_model * feed_forward,
     }
     out["total"] = sum(out.values())
     return out
@@ -128,7 +140,22 @@ def attention_memory_bytes(n: int, d: int, *, heads: int = 1, batch: int = 1,
     return out
 
 
-def crossover_length(d_model: int) -> int:
-    """The length ``n = 2 * d_model`` where ``4 n^2 d_model`` (attention) equals
-    ``8 n d_model^2`` (the projections); beyond it the quadratic term dominates."""
-    return 2 * check_count(d_model, "d_model", 1)
+def crossover_length(d_model: int, *, feed_forward: int = 0) -> int:
+    """The self-attention length from which attention's two matrix products cost as much as
+    the layer's linear work.
+
+    Attention's products (scores and weighted sum, all heads) cost ``4 n^2 d_model``; the four
+    projections cost ``8 n d_model^2`` and a feed-forward layer of hidden width ``F`` another
+    ``4 n d_model F``. The two sides are equal at ``n = 2 d_model + F``; the softmax is left out.
+
+    Args:
+        d_model: model width ``D``.
+        feed_forward: hidden width ``F`` of the feed-forward layer to include; 0 (the default)
+            compares attention with the projections alone, giving ``2 D``. With ``F = 4 D``, as in
+            BERT and GPT, the whole layer's crossover is ``6 D`` (4608 for BERT-base).
+
+    Returns:
+        The length ``n`` (an int) at which the two costs are equal.
+    """
+    d_model = check_count(d_model, "d_model", 1)
+    return 2 * d_model + check_count(feed_forward, "feed_forward", 0)

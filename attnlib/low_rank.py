@@ -22,17 +22,19 @@ from .attention import scaled_dot_product_attention
 
 
 def linformer_projection(n: int, r: int, *, seed: int = 0) -> np.ndarray:
-    """A random projection of shape ``(r, n)`` with independent ``N(0, 1/r)`` entries.
+    """A random projection of shape ``(r, n)`` with independent ``N(0, 1/n)`` entries.
 
-    A fixed random projection keeps the geometry of the keys approximately (the
-    Johnson-Lindenstrauss idea behind Linformer); Linformer itself learns ``E``
-    and ``F``. Seeded with ``numpy.random.default_rng(seed)``; returns float64
-    numpy (attnlib converts it to the dtype and backend of the keys).
+    Each projected key ``(E @ k)[i]`` is a random mix of the ``n`` keys with the
+    variance of one key, so scores and values keep their size. (Entries
+    ``N(0, 1/r)``, the Johnson-Lindenstrauss scaling that keeps the length of a
+    vector of ``n`` numbers, would multiply that variance by ``n / r``.) Linformer
+    itself learns ``E`` and ``F``. Seeded with ``numpy.random.default_rng(seed)``;
+    returns float64 numpy (attnlib converts it to the dtype and backend of the keys).
     """
     n = check_count(n, "n", 1)
     r = check_count(r, "r", 1)
     rng = np.random.default_rng(check_count(seed, "seed", 0))
-    return rng.normal(scale=1.0 / np.sqrt(r), size=(r, n))
+    return rng.normal(scale=1.0 / np.sqrt(n), size=(r, n))
 
 
 def linformer_attention(q, k, v, *, proj_k, proj_v=None, scale=None):

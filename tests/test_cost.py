@@ -13,7 +13,7 @@ from attnlib import attention_flops, attention_memory_bytes, crossover_length
 def test_hand_counted_example():
     # n=4 queries, d=2, one head: Q K^T is 4*4 dot products of length 2 = 32 mul-adds
     f = attention_flops(4, 2)
-    assert f == {"scores": 64, "softmax": 80, "weighted_sum": 64, "projections": 0, "total": 208}
+    assert f == {"scores": 64, "softmax": 80, "weighted_sum": 64, "projections": 0, "feed_forward": 0, "total": 208}
 
 
 def test_four_n_squared_d_per_head_and_eight_n_d_squared():
@@ -73,6 +73,20 @@ def test_crossover_is_where_the_two_terms_meet():
     assert f["scores"] + f["weighted_sum"] == f["projections"]
     below = attention_flops(n - 1, 64, heads=12, projections=True)
     assert below["scores"] + below["weighted_sum"] < below["projections"]
+
+
+def test_crossover_with_the_feed_forward_layer():
+    d_model, hidden = 768, 3072                      # BERT-base: F = 4 D
+    n = crossover_length(d_model, feed_forward=hidden)
+    assert n == 6 * d_model == 4608
+    f = attention_flops(n, 64, heads=12, projections=True, feed_forward=hidden)
+    assert f["feed_forward"] == 16 * n * d_model ** 2
+    assert f["scores"] + f["weighted_sum"] == f["projections"] + f["feed_forward"]
+    below = attention_flops(n - 1, 64, heads=12, projections=True, feed_forward=hidden)
+    assert below["scores"] + below["weighted_sum"] < below["projections"] + below["feed_forward"]
+    assert attention_flops(n, 64, heads=12)["feed_forward"] == 0
+    with pytest.raises(ValueError, match="feed_forward"):
+        crossover_length(d_model, feed_forward=-1)
 
 
 def test_dense_memory_is_one_score_matrix_per_head():

@@ -148,7 +148,9 @@ def test_linformer_projection():
     p = linformer_projection(2000, 50, seed=3)
     assert p.shape == (50, 2000) and p.dtype == np.float64
     np.testing.assert_array_equal(p, linformer_projection(2000, 50, seed=3))
-    assert abs(p.var() * 50 - 1) < 0.05                      # entries N(0, 1/r)
+    assert abs(p.var() * 2000 - 1) < 0.05                    # entries N(0, 1/n)
+    k = np.random.default_rng(4).normal(size=(2000, 16))
+    assert abs((p @ k).var() - k.var()) < 0.15                # a projected key has the variance of a key
 
 
 @pytest.mark.parametrize("kwargs, error, words", [

@@ -10,7 +10,7 @@ import ast
 import nbformat
 import pytest
 
-from attnlib.course import chapter_ids, source_notebook
+from attnlib.grading.course import chapter_ids, source_notebook
 
 CHAPTERS = chapter_ids()
 MIN_CLAIMS = 10

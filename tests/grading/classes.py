@@ -6,10 +6,13 @@ little more than starting a kernel, so a class of 20 grades in a minute or two.
 Its submissions are learner editions answered four ways.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from attnlib.grading.course import ROOT
@@ -51,3 +54,42 @@ def quick_class(course: Path, students: int, config: str = "") -> dict[str, str]
         folder.mkdir(parents=True)
         shutil.copy(QUICK / "submissions" / f"{fixture}.ipynb", folder / "quick.ipynb")
     return roster
+
+
+@contextmanager
+def dask_cluster(folder: Path, workers: int = 2):
+    """A Dask scheduler and ``workers`` worker processes (one thread each) on this
+    machine, started as an instructor would start them (``dask scheduler``,
+    ``dask worker``), stopped afterwards; yields the scheduler's address."""
+    from dask.distributed import Client
+
+    dask = [str(Path(sys.executable).with_name("dask"))]
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ.get("PATH", "")])}
+    address_file = folder / "scheduler.json"
+    address_file.unlink(missing_ok=True)
+    logs = [open(folder / f"dask-{n}.log", "w") for n in range(workers + 1)]
+    processes = [subprocess.Popen(
+        dask + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                "--scheduler-file", str(address_file)],
+        cwd=folder, env=env, stdout=logs[0], stderr=subprocess.STDOUT)]
+    try:
+        deadline = time.monotonic() + 120
+        while not address_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert address_file.is_file(), (folder / "dask-0.log").read_text()
+        processes += [subprocess.Popen(
+            dask + ["worker", "--scheduler-file", str(address_file), "--nworkers", "1",
+                    "--nthreads", "1", "--no-dashboard"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs[1:]]
+        address = json.loads(address_file.read_text())["address"]
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+        for log in logs:
+            log.close()

@@ -8,6 +8,7 @@ Its submissions are learner editions answered four ways.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import nbformat
 from attnlib.grading.course import ROOT
 
 QUICK = Path(__file__).parent / "fixtures" / "quick"
@@ -23,6 +25,16 @@ QUICK_ANSWERS = {"right": 5, "add_negatives": 3, "mean_floor": 2, "unanswered": 
 # submission fixture -> the message of the hidden check it fails
 HIDDEN_FAILURES = {"add_negatives": "add(-4, 4) should be 0: mind negative numbers",
                    "mean_floor": "mean([1, 2]) should be 1.5: divide without rounding"}
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+
+
+def hidden_lines(source: Path) -> set[str]:
+    """The lines (stripped, not blank) of the hidden tests of the source notebook at
+    ``source`` that appear nowhere else in it: none may reach a learner's feedback."""
+    cells = nbformat.read(source, as_version=4).cells
+    shown = {line.strip() for cell in cells for line in HIDDEN.sub("", cell.source).splitlines()}
+    return {line.strip() for cell in cells for block in HIDDEN.findall(cell.source)
+            for line in block.splitlines() if line.strip() and line.strip() not in shown}
 
 
 def run(*command, cwd, check=True):

@@ -1,21 +1,9 @@
 """Feedback keeps the hidden tests hidden: ``nbgrader generate_feedback`` on an autograded
 class, every feedback file scanned, and the nbgrader_config.py option that shows them."""
 
-import re
-
-import nbformat
 from bs4 import BeautifulSoup
 
-from tests.grading.classes import HIDDEN_FAILURES, QUICK, quick_class, run
-
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
-
-
-def hidden_lines(source) -> set[str]:
-    """The lines of the hidden tests of the source notebook at ``source``."""
-    cells = nbformat.read(source, as_version=4).cells
-    return {line.strip() for cell in cells for block in HIDDEN.findall(cell.source)
-            for line in block.splitlines() if line.strip()}
+from tests.grading.classes import HIDDEN_FAILURES, QUICK, hidden_lines, quick_class, run
 
 
 def feedback_texts(course) -> dict[str, str]:

@@ -16,7 +16,7 @@ def cell_grades(course) -> dict[tuple[str, str], tuple[float, float]]:
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         return {(submission.student_id, grade.name): (grade.score, grade.max_score)
                 for submission in gb.assignment_submissions("quick")
-                for grade in submission.grades}
+                for notebook in submission.notebooks for grade in notebook.grades}
 
 
 def test_a_class_graded_on_a_dask_cluster_matches_serial_nbgrader(tmp_path):

@@ -110,7 +110,8 @@ def a_class_from_release_to_grades_csv(course: Path, db_url: str):
         assert sorted(s.student_id for s in submissions) == graded
         assert {s.student_id: s.score for s in submissions} == {
             student: CLASS[student][1] for student in graded}
-        assert not [g for s in submissions for g in s.grades if g.manual_score is not None]
+        assert not [g for s in submissions for nb in s.notebooks for g in nb.grades
+                    if g.manual_score is not None]
 
     # 4. feedback: one per graded student, saying why a cheater or a crash lost points
     run("nbgrader", "generate_feedback", CHAPTER, cwd=course)

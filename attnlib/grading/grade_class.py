@@ -160,17 +160,17 @@ def _tasks(assignment: str, sources: list[Path], submitted: Path,
            report: dict[str, Student], config) -> dict[tuple[str, str], tuple]:
     """The grading tasks ``(student, notebook name): arguments of grade_submission``;
     a student whose notebook is missing or unreadable gets an error instead."""
-    tasks = {}
+    tasks, originals = {}, {source: read_notebook(source) for source in sources}
     for student in report:
         for source in sources:
             path = submitted / student / assignment / source.name
             if path.is_file():
                 try:
-                    tasks[student, source.name] = (read_notebook(path), read_notebook(source),
+                    tasks[student, source.name] = (read_notebook(path), originals[source],
                                                    f"{assignment}/{source.name}", config)
                 except CourseError as err:
                     report[student].error = " ".join(str(err).splitlines())
-        if not report[student].error and not any(s == student for s, _ in tasks):
+        if not report[student].error and not any((student, s.name) in tasks for s in sources):
             found = ", ".join(p.name for p in (submitted / student / assignment).glob("*.ipynb"))
             report[student].error = "no notebook was submitted" + (
                 f" under the name {sources[0].name} (found {found})" if found else "")

@@ -8,6 +8,8 @@ Submissions are executed by ``attnlib.grading.execute.GradingExecute`` instead o
 nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system,
 only a scratch folder writable) with CPU-time and memory limits, surviving
 crashes and endless loops, and scoring 0 a notebook that tampers with the checks.
+Feedback (``nbgrader generate_feedback``) leaves out the hidden tests and the
+tracebacks that quote them: ``attnlib.grading.feedback.HideHiddenTests``.
 """
 
 import os
@@ -48,3 +50,11 @@ c.GradingExecute.sandbox = True
 c.GradingExecute.output_limit = 100_000
 # A test cell that a learner deleted is put back and graded.
 c.OverwriteCells.add_missing_cells = True
+# Feedback shows the learner's code, each check's points and a failed check's message,
+# but not the hidden tests nor a traceback that quotes them; False shows them too.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "attnlib.grading.feedback.HideHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+c.HideHiddenTests.enabled = True

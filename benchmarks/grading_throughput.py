@@ -1,40 +1,53 @@
-"""Grading throughput: seconds per submission for each chapter, and a whole class.
+"""Grading throughput: a whole class, by serial nbgrader, ``--jobs N`` and a Dask cluster.
 
-    .venv/bin/python benchmarks/grading_throughput.py [--repeat 3] [--class-repeat 2]
-                                                      [--students 20] [--jobs 2]
+    .venv/bin/python benchmarks/grading_throughput.py [--students 20 200] [--jobs 2]
+                                                      [--repeat 1] [--per-chapter]
 
-1. Per chapter: ``python -m attnlib grade`` on the chapter's solution edition, as a
-   learner runs it (a fresh process each time), ``repeat`` times; the median.
-2. A class of ``students`` submissions of the first chapter (its solution edition), in
-   a throwaway copy of the course: plain ``nbgrader autograde`` (one student after the
-   other) against ``python -m attnlib autograde --jobs N``, each on a fresh copy,
-   alternately ``class-repeat`` times; the medians.
+For each class size, a class of the quick fixture assignment (two exercises with
+hidden tests, tests/grading/fixtures/quick) in a fresh course folder, graded by:
 
-All runs use the sandbox and checks of nbgrader_config.py. The machine may be shared:
-read the ratio, measured side by side in one run, rather than the absolute seconds.
+- ``nbgrader autograde`` (one student after the other);
+- ``python -m attnlib autograde --jobs N`` (a local Dask cluster of N workers);
+- ``python -m attnlib autograde --scheduler ADDRESS``: a ``dask scheduler`` and N
+  ``dask worker`` processes started beforehand, as on a real cluster.
+
+Each run is timed from the command's start to its end (gradebook written), and
+``repeat`` runs of each grader alternate; the medians are printed as submissions
+per minute, worker-seconds per submission (seconds x workers / submissions), the
+submissions one worker core grades per hour, and the overhead per submission:
+worker-seconds per submission minus the time to execute the notebook alone (a
+fresh kernel, no sandbox, no nbgrader; the median of 5). All graders use the
+sandbox and checks of nbgrader_config.py.
+
+``--per-chapter`` first times ``python -m attnlib grade`` on each chapter's solution
+edition (a fresh process each time, median of ``repeat``).
+
+The machine may be shared: read the ratios, measured side by side in one run,
+rather than the absolute seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import nbformat
+from nbclient import NotebookClient
+
 from attnlib.grading.course import ROOT, chapter_ids, source_notebook
+
+sys.path.insert(0, str(ROOT))  # the test suite's class fixtures and cluster helper
+from tests.grading.classes import QUICK, dask_cluster, quick_class, run  # noqa: E402
 
 
 def timed(*command: str, cwd: Path) -> float:
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                  os.environ.get("PATH", "")])}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", *command], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    done = run(*command, cwd=cwd, check=False)
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     return time.perf_counter() - start
@@ -48,48 +61,67 @@ def per_chapter(repeat: int) -> None:
         for chapter in chapter_ids():
             runs = [timed("attnlib", "grade", str(source_notebook(chapter)), cwd=Path(cwd))
                     for _ in range(repeat)]
-            print(f"{chapter:<28}{statistics.median(runs):>8.1f}")
+            print(f"{chapter:<28}{statistics.median(runs):>8.1f}", flush=True)
 
 
-def new_class(base: Path, chapter: str, students: int) -> Path:
-    """A released copy of the course with ``students`` submissions of ``chapter``."""
-    course = base / "course"
-    shutil.copytree(ROOT / "solutions" / chapter, course / "solutions" / chapter)
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    timed("nbgrader", "generate_assignment", chapter, cwd=course)
-    for number in range(1, students + 1):
-        folder = course / "submitted" / f"student{number:02d}" / chapter
-        folder.mkdir(parents=True)
-        shutil.copy(source_notebook(chapter), folder / f"{chapter}.ipynb")
-    return course
+def execution_alone(repeat: int = 5) -> float:
+    """Median seconds to execute a right submission in a fresh kernel, nothing else."""
+    runs = []
+    for _ in range(repeat):
+        nb = nbformat.read(QUICK / "submissions" / "right.ipynb", as_version=4)
+        start = time.perf_counter()
+        NotebookClient(nb, kernel_name="python3").execute()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
 
 
-def whole_class(students: int, jobs: int, repeat: int) -> None:
-    chapter = chapter_ids()[0]
-    graders = {"nbgrader autograde (serial)": ("nbgrader", "autograde", chapter),
-               f"python -m attnlib autograde --jobs {jobs}":
-                   ("attnlib", "autograde", chapter, "--jobs", str(jobs))}
-    runs = {name: [] for name in graders}
-    for _ in range(repeat):  # alternate, so that both see the same load on a shared machine
-        for name, command in graders.items():
-            with tempfile.TemporaryDirectory() as base:
-                course = new_class(Path(base), chapter, students)
-                runs[name].append(timed(*command, cwd=course))
-    print(f"\na class of {students} submissions of {chapter}, {os.cpu_count()} cores, "
-          f"median of {repeat}")
-    print(f"{'grader':<40}{'seconds':>8}{'per submission':>16}{'speed-up':>10}")
-    serial = statistics.median(next(iter(runs.values())))
-    for name, seconds in runs.items():
-        median = statistics.median(seconds)
-        print(f"{name:<40}{median:>8.1f}{median / students:>16.1f}{serial / median:>10.2f}")
+def whole_class(students: int, jobs: int, repeat: int, base: Path) -> dict[str, float]:
+    """Median seconds of each grader on a class of ``students``."""
+    runs = {"nbgrader autograde (serial)": [], f"autograde --jobs {jobs}": [],
+            f"autograde --scheduler ({jobs} dask workers)": []}
+    for attempt in range(repeat):  # alternate, so all see the same load on a shared machine
+        for number, name in enumerate(runs):
+            course = base / f"class{students}-{attempt}-{number}"
+            quick_class(course, students)
+            if number == 0:
+                runs[name].append(timed("nbgrader", "autograde", "quick", cwd=course))
+            elif number == 1:
+                runs[name].append(timed("attnlib", "autograde", "quick", "--jobs", str(jobs),
+                                        cwd=course))
+            else:
+                with dask_cluster(base, workers=jobs) as address:
+                    runs[name].append(timed("attnlib", "autograde", "quick",
+                                            "--scheduler", address, cwd=course))
+            print(f"  {name}, {students} students: {runs[name][-1]:.0f} s", file=sys.stderr,
+                  flush=True)
+    return {name: statistics.median(seconds) for name, seconds in runs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, nargs="+", default=[20, 200])
+    parser.add_argument("--jobs", type=int, default=2, help="workers of --jobs and of Dask")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each grader")
+    parser.add_argument("--per-chapter", action="store_true",
+                        help="first time `python -m attnlib grade` on every chapter")
+    args = parser.parse_args()
+    if args.per_chapter:
+        per_chapter(args.repeat)
+    alone = execution_alone()
+    print(f"the quick assignment, {os.cpu_count()} cores, median of {args.repeat}; "
+          f"executing one submission alone: {alone:.2f} s")
+    print(f"{'grader':<40}{'students':>9}{'seconds':>9}{'per min':>9}"
+          f"{'worker-s/sub':>14}{'per core-hour':>15}{'overhead s/sub':>16}")
+    with tempfile.TemporaryDirectory(prefix="attnlib-bench-") as base:
+        for students in args.students:
+            for name, seconds in whole_class(students, args.jobs, args.repeat,
+                                             Path(base)).items():
+                workers = 1 if "serial" in name else args.jobs
+                per_submission = seconds * workers / students
+                print(f"{name:<40}{students:>9}{seconds:>9.0f}{students * 60 / seconds:>9.1f}"
+                      f"{per_submission:>14.2f}{3600 / per_submission:>15.0f}"
+                      f"{per_submission - alone:>16.2f}", flush=True)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per chapter")
-    parser.add_argument("--class-repeat", type=int, default=2, help="runs of each class grader")
-    parser.add_argument("--students", type=int, default=20)
-    parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
-    per_chapter(args.repeat)
-    whole_class(args.students, args.jobs, args.class_repeat)
+    main()

@@ -1,5 +1,6 @@
 """Command line: ``python -m attnlib grade <notebook> [--json]``, ``python -m attnlib
-release`` and ``python -m attnlib autograde <chapter> [--jobs N]``."""
+release`` and ``python -m attnlib autograde <chapter> [--jobs N | --scheduler ADDRESS]
+[--json]``."""
 
 from __future__ import annotations
 
@@ -52,24 +53,33 @@ def main(argv: list[str] | None = None) -> int:
         "autograde", help="autograde a whole class in parallel (instructors; run it in the "
                           "course folder, like nbgrader)")
     class_cmd.add_argument("chapter", help="the assignment, e.g. 01_softmax")
-    class_cmd.add_argument("--jobs", type=_positive, default=2, metavar="N",
-                           help="submissions graded at the same time (default 2)")
+    where = class_cmd.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=_positive, metavar="N",
+                       help="submissions graded at the same time on this machine "
+                            f"(default {limits.JOBS})")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on the Dask cluster whose scheduler is at ADDRESS, "
+                            "e.g. tcp://10.0.0.5:8786")
+    class_cmd.add_argument("--json", action="store_true",
+                           help="print the summary as JSON (the progress bar goes to stderr)")
     class_cmd.add_argument("--course", default=".", metavar="DIR",
                            help="the course folder, holding nbgrader_config.py (default: .)")
     _limit_options(class_cmd)
     args = parser.parse_args(argv)
-    limits = {"timeout": getattr(args, "timeout", None), "memory": getattr(args, "memory", None),
-              "cpu_time": getattr(args, "cpu_time", None)}
+    overrides = {"timeout": getattr(args, "timeout", None), "memory": getattr(args, "memory", None),
+                 "cpu_time": getattr(args, "cpu_time", None)}
     try:
         if args.command == "grade":
             from .grade_one import grade  # imports nbgrader only when grading
 
-            report = grade(args.notebook, **limits)
+            report = grade(args.notebook, **overrides)
             print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
         elif args.command == "autograde":
             from .grade_class import autograde_class
 
-            print(autograde_class(args.course, args.chapter, jobs=args.jobs, **limits).table())
+            report = autograde_class(args.course, args.chapter, jobs=args.jobs or limits.JOBS,
+                                     scheduler=args.scheduler, **overrides)
+            print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
         else:
             release(args.chapters or chapter_ids())
     except CourseError as err:

@@ -1,11 +1,13 @@
-"""Autograde a whole class in parallel: ``python -m attnlib autograde <chapter> --jobs N``.
+"""Autograde a whole class in parallel: ``python -m attnlib autograde <chapter>
+[--jobs N | --scheduler ADDRESS] [--json]``.
 
 nbgrader's ``autograde`` grades the students one after another, and parallel
-runs of it would share one SQLite gradebook. Here the work is split in two:
+runs of it would share one gradebook. Here the work is split in two:
 
-1. Workers (``jobs`` processes) grade the submissions, each in a throwaway
+1. Dask workers (:mod:`.distributed`: ``jobs`` local processes, or the workers
+   of a cluster at ``scheduler``) grade the submissions, each in a throwaway
    course of its own, exactly as ``python -m attnlib grade`` does (sandbox,
-   limits, tamper checks), and keep the executed notebooks.
+   limits, tamper checks), and send back the executed notebooks.
 2. One process, nbgrader's own ``autograde``, then writes every result into the
    course: its execution step, ``ReplayExecution``, hands over the notebook a
    worker executed instead of running it again. nbgrader itself fills the
@@ -17,11 +19,9 @@ runs of it would share one SQLite gradebook. Here the work is split in two:
 
 from __future__ import annotations
 
-import multiprocessing
-import sys
+import copy
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import monotonic
 
@@ -33,6 +33,9 @@ from traitlets import Unicode
 from traitlets.utils.importstring import import_item
 
 from .course import CourseError, course_config, nbgrader
+from .distributed import run_tasks
+from .grade_one import autograde, read_notebook
+from .limits import JOBS
 from .sandbox import why_not
 
 
@@ -52,9 +55,20 @@ class ClassReport:
     """The outcome of grading a class."""
     assignment: str
     students: list[Student]
-    jobs: int
+    workers: str   # who graded: "2 local workers", or "the Dask cluster at <address>"
     seconds: float
-    sandbox: str  # "bubblewrap", or why there was none
+    sandbox: str   # "bubblewrap", or why there was none
+
+    @property
+    def graded(self) -> int:
+        return sum(s.score is not None for s in self.students)
+
+    def to_json(self) -> dict:
+        """``{"assignment", "graded", "students": [{"id", "score", "max_score", "notes",
+        "needs_manual_grading", "error"}], "workers", "seconds", "sandbox"}``."""
+        return {"assignment": self.assignment, "graded": self.graded,
+                "students": [asdict(s) for s in self.students], "workers": self.workers,
+                "seconds": round(self.seconds, 1), "sandbox": self.sandbox}
 
     def table(self) -> str:
         width = max([len("student"), *(len(s.id) for s in self.students)])
@@ -64,9 +78,11 @@ class ClassReport:
             flag = "  needs manual grading" if s.needs_manual_grading else ""
             rows.append(f"{s.id:<{width}}  {points}{flag}")
             rows += [f"{'':<{width}}    {line}" for line in ([s.error] if s.error else s.notes)]
-        graded = sum(s.score is not None for s in self.students)
-        rows.append(f"\n{self.assignment}: {graded} of {len(self.students)} students graded, "
-                    f"{self.jobs} at a time, in {self.seconds:.0f} s; sandbox: {self.sandbox}")
+        manual = [s.id for s in self.students if s.needs_manual_grading]
+        rows.append(f"\n{self.assignment}: {self.graded} of {len(self.students)} students "
+                    f"graded by {self.workers} in {self.seconds:.0f} s; sandbox: {self.sandbox}")
+        if manual:
+            rows.append(f"needs manual grading: {', '.join(manual)}")
         return "\n".join(rows)
 
 
@@ -86,11 +102,12 @@ class ReplayExecution(NbGraderPreprocessor):
         return executed, resources
 
 
-def autograde_class(course: str | Path, assignment: str, jobs: int = 2,
-                    timeout: int | None = None, memory: str | None = None,
-                    cpu_time: int | None = None) -> ClassReport:
+def autograde_class(course: str | Path, assignment: str, jobs: int = JOBS,
+                    scheduler: str | None = None, timeout: int | None = None,
+                    memory: str | None = None, cpu_time: int | None = None) -> ClassReport:
     """Autograde every submission of ``assignment`` in the nbgrader course folder
-    ``course`` (which holds ``nbgrader_config.py``), ``jobs`` at a time."""
+    ``course`` (which holds ``nbgrader_config.py``): ``jobs`` at a time on this
+    machine, or on the Dask cluster whose scheduler is at ``scheduler``."""
     started = monotonic()
     course = Path(course).resolve()
     if not (course / "nbgrader_config.py").is_file():
@@ -110,16 +127,15 @@ def autograde_class(course: str | Path, assignment: str, jobs: int = 2,
     if not students:
         raise CourseError(f"no submissions of {assignment!r} in {submitted}")
     report = {s: Student(s) for s in students}
+    tasks = _tasks(assignment, sources, submitted, report, _worker_config(config))
+    sandboxes = set()
     with tempfile.TemporaryDirectory(prefix="attnlib-class-") as results:
-        work = [(s, source, submitted / s / assignment / source.name, Path(results) / s)
-                for s in students for source in sources
-                if (submitted / s / assignment / source.name).is_file()]
-        for student in set(students) - {s for s, *_ in work}:
-            found = ", ".join(p.name for p in (submitted / student / assignment).glob("*.ipynb"))
-            report[student].error = "no notebook was submitted" + (
-                f" under the name {sources[0].name} (found {found})" if found else "")
-        jobs_done = _grade_in_parallel(work, config, jobs)
-        for student, result in jobs_done:
+        for (student, name), result in run_tasks(grade_submission, tasks, jobs=jobs,
+                                                 scheduler=scheduler, description=assignment):
+            if "executed" in result:
+                (Path(results) / student).mkdir(exist_ok=True)
+                nbformat.write(result.pop("executed"), Path(results) / student / name)
+                sandboxes.add(result.pop("sandbox"))
             _merge(report[student], result)
         steps = config.Autograde.get("autograde_preprocessors") or \
             Autograde.class_traits()["autograde_preprocessors"].default()
@@ -128,12 +144,46 @@ def autograde_class(course: str | Path, assignment: str, jobs: int = 2,
         config.ReplayExecution.results = results
         config.CourseDirectory.student_id_exclude = ",".join(
             s.id for s in report.values() if s.error)
-        if any(not report[student].error for student, _ in jobs_done):
+        if any(not s.error for s in report.values()):
             nbgrader("autograde", assignment, config)
     _read_scores(config, assignment, report)
-    missing = why_not(config.GradingExecute.get("sandbox", True))
-    return ClassReport(assignment, list(report.values()), jobs, monotonic() - started,
-                       sandbox=f"none ({missing})" if missing else "bubblewrap")
+    if not sandboxes:  # nothing was graded: say what this machine would have done
+        missing = why_not(config.GradingExecute.get("sandbox", True))
+        sandboxes.add(f"none ({missing})" if missing else "bubblewrap")
+    workers = f"the Dask cluster at {scheduler}" if scheduler else \
+        f"{jobs} local worker{'s' if jobs > 1 else ''}"
+    return ClassReport(assignment, list(report.values()), workers, monotonic() - started,
+                       sandbox="; ".join(sorted(sandboxes)))
+
+
+def _tasks(assignment: str, sources: list[Path], submitted: Path,
+           report: dict[str, Student], config) -> dict[tuple[str, str], tuple]:
+    """The grading tasks ``(student, notebook name): arguments of grade_submission``;
+    a student whose notebook is missing or unreadable gets an error instead."""
+    tasks, originals = {}, {source: read_notebook(source) for source in sources}
+    for student in report:
+        for source in sources:
+            path = submitted / student / assignment / source.name
+            if path.is_file():
+                try:
+                    tasks[student, source.name] = (read_notebook(path), originals[source],
+                                                   f"{assignment}/{source.name}", config)
+                except CourseError as err:
+                    report[student].error = " ".join(str(err).splitlines())
+        if not report[student].error and not any((student, s.name) in tasks for s in sources):
+            found = ", ".join(p.name for p in (submitted / student / assignment).glob("*.ipynb"))
+            report[student].error = "no notebook was submitted" + (
+                f" under the name {sources[0].name} (found {found})" if found else "")
+    return {key: args for key, args in tasks.items() if not report[key[0]].error}
+
+
+def _worker_config(config):
+    """The settings a worker grades with: the course's, without its folders and
+    database (a worker grades in a throwaway course; the database URL may hold
+    a password)."""
+    config = copy.deepcopy(config)
+    config.pop("CourseDirectory", None)
+    return config
 
 
 def _is_execution(step) -> bool:
@@ -141,31 +191,24 @@ def _is_execution(step) -> bool:
     return issubclass(import_item(step) if isinstance(step, str) else step, ExecutePreprocessor)
 
 
-def _grade_in_parallel(work: list[tuple], config, jobs: int) -> list[tuple]:
-    """Grade ``(student, source, submission, results folder)`` items, ``jobs`` at a time."""
-    done = []
-    spawn = multiprocessing.get_context("spawn")  # fresh workers: no copied kernel state
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
-        futures = {pool.submit(_grade_one, source, submission, folder, config): student
-                   for student, source, submission, folder in work}
-        for number, future in enumerate(as_completed(futures), start=1):
-            done.append((futures[future], future.result()))
-            print(f"[{number}/{len(futures)}] {futures[future]}", file=sys.stderr)
-    return done
-
-
-def _grade_one(source: Path, submission: Path, folder: Path, config) -> dict:
-    """In a worker: grade one submitted notebook, keep the executed notebook in
-    ``folder``; its notes, or why it could not be graded."""
-    from .grade_one import autograde, read_notebook
-
-    try:
-        report = autograde(read_notebook(submission), source, submission.name, config)
-    except CourseError as err:
-        return {"error": " ".join(str(err).splitlines())}
-    folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(report.executed, folder / source.name)
-    return {"notes": [n for n in report.notes if not n.startswith("graded without a sandbox")],
+def grade_submission(nb: nbformat.NotebookNode, source: nbformat.NotebookNode, path: str,
+                     config) -> dict:
+    """On a worker: grade the submitted notebook ``nb`` against the source notebook
+    ``source`` found at ``path`` (``<assignment>/<notebook>.ipynb``) with the nbgrader
+    ``config``. Returns ``{"executed": notebook, "sandbox", "notes",
+    "needs_manual_grading"}``, or ``{"error": "<why it could not be graded>"}``."""
+    with tempfile.TemporaryDirectory(prefix="attnlib-source-") as tmp:
+        source_path = Path(tmp) / path
+        source_path.parent.mkdir()
+        nbformat.write(source, source_path)
+        try:
+            report = autograde(nb, source_path, source_path.name, config)
+        except CourseError as err:
+            return {"error": " ".join(str(err).splitlines())}
+    missing = why_not(config.GradingExecute.get("sandbox", True))
+    return {"executed": report.executed,
+            "sandbox": f"none ({missing})" if missing else "bubblewrap",
+            "notes": [n for n in report.notes if not n.startswith("graded without a sandbox")],
             "needs_manual_grading": report.needs_manual_grading}
 
 

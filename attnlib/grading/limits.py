@@ -19,6 +19,7 @@ OUTPUT_CHARS = 100_000        # characters of printed output kept per cell
 FILE_SIZE = 256 * MiB         # bytes: the largest file the kernel may write
 SHM_SIZE = 64 * MiB           # bytes: the sandbox's /dev/shm
 SANDBOX = True                # run the kernel in bubblewrap where it is available
+JOBS = 2                      # submissions a class is graded at the same time, on this machine
 
 
 class Outcome(enum.Enum):

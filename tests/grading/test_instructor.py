@@ -3,19 +3,25 @@ nbgrader_config.py, on a copy of the course with a class of generated students:
 
 release (generate_assignment), collect (submitted/<student>/...), autograde the class in
 parallel (python -m attnlib autograde --jobs 2), generate_feedback, export grades.csv.
-The gradebook lives where CourseDirectory.db_url says, outside the course folder, as a
-server database would.
+The gradebook lives where CourseDirectory.db_url says, outside the course folder: once a
+SQLite file, once a real PostgreSQL server started for the test.
 """
 
 import csv
-import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
-from attnlib.grading.course import ROOT
+import pytest
+from bs4 import BeautifulSoup
+from nbgrader.api import Gradebook
+
+from attnlib.grading.course import ROOT, source_notebook
+from tests.grading.classes import hidden_lines, run
+from tests.grading.postgres import postgres_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAPTER = "01_softmax"
@@ -41,29 +47,33 @@ CLASS = {
 FLAGGED = {"cheat_checker", "cheat_reference", "cheat_while_tested", "crash_exit", "crash_killed"}
 
 
-def run(*command, cwd):
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                  os.environ.get("PATH", "")])}
-    done = subprocess.run([sys.executable, "-m", *command], cwd=cwd, env=env,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
-    return done
-
-
 def grades_csv(course):
     with open(course / "grades.csv") as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
-def test_a_class_from_release_to_grades_csv(tmp_path):
-    """One test, so that the class is graded once (it is the slow part)."""
-    course, server = tmp_path / "course", tmp_path / "server"
-    server.mkdir()
+@contextmanager
+def sqlite_file(folder: Path):
+    """A gradebook in a SQLite file of ``folder``; yields its URL."""
+    folder.mkdir()
+    yield f"sqlite:///{folder / 'gradebook.db'}"
+    db = sqlite3.connect(folder / "gradebook.db")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_class_from_release_to_grades_csv(tmp_path, database):
+    """One test per database, so that the class is graded once each (the slow part)."""
+    with (sqlite_file(tmp_path / "server") if database == "sqlite" else postgres_server()) as url:
+        a_class_from_release_to_grades_csv(tmp_path / "course", url)
+
+
+def a_class_from_release_to_grades_csv(course: Path, db_url: str):
     shutil.copytree(ROOT / "solutions" / CHAPTER, course / "solutions" / CHAPTER)
     (course / "nbgrader_config.py").write_text(
         (ROOT / "nbgrader_config.py").read_text()
-        + f"\nc.CourseDirectory.db_url = 'sqlite:///{server / 'gradebook.db'}'\n")
+        + f"\nc.CourseDirectory.db_url = {db_url!r}\n")
     assert len(CLASS) >= 20
 
     # 1. release
@@ -92,12 +102,16 @@ def test_a_class_from_release_to_grades_csv(tmp_path):
     graded = sorted(s for s, (_, points) in CLASS.items() if points is not None)
     assert f"{len(graded)} of {len(CLASS)} students graded" in report
 
-    # the gradebook is where db_url says, sound, and untouched by the submissions
+    # the gradebook is where db_url says, holds one submission per graded student,
+    # and was untouched by the submissions
     assert not (course / "gradebook.db").exists()
-    db = sqlite3.connect(server / "gradebook.db")
-    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert db.execute("SELECT count(*) FROM grade WHERE manual_score IS NOT NULL").fetchone() \
-        == (0,)
+    with Gradebook(db_url) as gb:
+        submissions = gb.assignment_submissions(CHAPTER)
+        assert sorted(s.student_id for s in submissions) == graded
+        assert {s.student_id: s.score for s in submissions} == {
+            student: CLASS[student][1] for student in graded}
+        assert not [g for s in submissions for nb in s.notebooks for g in nb.grades
+                    if g.manual_score is not None]
 
     # 4. feedback: one per graded student, saying why a cheater or a crash lost points
     run("nbgrader", "generate_feedback", CHAPTER, cwd=course)
@@ -106,6 +120,10 @@ def test_a_class_from_release_to_grades_csv(tmp_path):
     html = (feedback / "cheat_checker" / CHAPTER / f"{CHAPTER}.html").read_text()
     assert "TamperingDetected" in html and "numpy.testing.assert_allclose" in html
     assert "KernelDied" in (feedback / "crash_exit" / CHAPTER / f"{CHAPTER}.html").read_text()
+    hidden = hidden_lines(source_notebook(CHAPTER))
+    for page in feedback.glob(f"*/{CHAPTER}/{CHAPTER}.html"):
+        text = BeautifulSoup(page.read_text(), "html.parser").get_text()
+        assert not [line for line in hidden if line in text], page
 
     # 5. export
     run("nbgrader", "export", cwd=course)

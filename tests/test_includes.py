@@ -3,7 +3,6 @@ names a file and an object that exist (checked with ``ast``, without building th
 
 import ast
 import re
-from pathlib import Path
 
 import nbformat
 import pytest

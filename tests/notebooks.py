@@ -1,5 +1,6 @@
 """Notebook and website helpers shared by the tests: editions, secrets, site builds."""
 
+import fcntl
 import os
 import re
 import subprocess
@@ -34,12 +35,22 @@ def build_site(name, **env):
     """Build the website into _build/<name>/_build/html with warnings as errors.
 
     Runs from the repository root, so every build shares the execution cache in
-    _build/.jupyter_cache. Fails the calling test with the build log on any warning.
+    _build/.jupyter_cache. Builds run one at a time (a file lock: two builds that
+    create the cache at once break it), and each site is built once per test run,
+    whichever test worker asks first. Fails the calling test with the build log on
+    any warning.
     """
     out = ROOT / "_build" / name
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out),
-                          "-W", "-n", "--keep-going"], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, **env})
-    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    out.parent.mkdir(exist_ok=True)
+    with open(ROOT / "_build" / ".site-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = out / ".built-by-test-run"
+        if not (built.is_file() and built.read_text() == run_id):
+            jupyter_book = Path(sys.executable).with_name("jupyter-book")
+            run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output",
+                                  str(out), "-W", "-n", "--keep-going"], cwd=ROOT,
+                                 capture_output=True, text=True, env={**os.environ, **env})
+            assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+            built.write_text(run_id)
     return out / "_build" / "html"

@@ -11,7 +11,7 @@ from tests.notebooks import learner_notebook, secret_lines
 from attnlib.grading.course import chapter_ids
 
 CHAPTERS = chapter_ids()
-pytestmark = pytest.mark.xdist_group("site")  # one worker builds the site once
+pytestmark = pytest.mark.xdist_group("site")  # the site tests together (build_site builds once)
 
 
 class Links(HTMLParser):

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._common import check_count, check_dropout, check_flag, check_positive, check_tensor
-from .encoder import ACTIVATIONS
+from ._common import check_tensor
+from .encoder import TransformerEncoderLayer
 from .multihead import MultiHeadAttention
 
 
-class TransformerDecoderLayer(nn.Module):
-    """One decoder block with cross-attention, batch first.
+class TransformerDecoderLayer(TransformerEncoderLayer):
+    """One decoder block with cross-attention, batch first: the encoder block of
+    :class:`attnlib.TransformerEncoderLayer` plus a cross-attention sub-layer.
 
     Args:
         d_model: the model width ``E``.
@@ -40,29 +41,15 @@ class TransformerDecoderLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dim_feedforward: int | None = None, *,
                  dropout: float = 0.0, activation: str = "relu", norm_first: bool = False,
                  layer_norm_eps: float = 1e-5, bias: bool = True):
-        super().__init__()
-        d_model = check_count(d_model, "d_model", 1)
-        dim_ff = 4 * d_model if dim_feedforward is None else check_count(
-            dim_feedforward, "dim_feedforward", 1)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        p = check_dropout(dropout)
-        eps = check_positive(layer_norm_eps, "layer_norm_eps")
-        self.activation, self.norm_first = activation, check_flag(norm_first, "norm_first")
-        self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=p)
-        self.multihead_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=p)  # cross
-        self.linear1 = nn.Linear(d_model, dim_ff, bias=bias)
-        self.linear2 = nn.Linear(dim_ff, d_model, bias=bias)
-        self.norm1 = nn.LayerNorm(d_model, eps=eps, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, eps=eps, bias=bias)
-        self.norm3 = nn.LayerNorm(d_model, eps=eps, bias=bias)
-        self.dropout = nn.Dropout(p)     # inside the feed-forward layer
-        self.dropout1 = nn.Dropout(p)    # on the self-attention output
-        self.dropout2 = nn.Dropout(p)    # on the cross-attention output
-        self.dropout3 = nn.Dropout(p)    # on the feed-forward output
-
-    def extra_repr(self) -> str:
-        return f"activation={self.activation!r}, norm_first={self.norm_first}"
+        # the encoder block's self-attention, feed-forward layer, norm1, norm2 and dropouts
+        super().__init__(d_model, n_heads, dim_feedforward, dropout=dropout,
+                         activation=activation, norm_first=norm_first,
+                         layer_norm_eps=layer_norm_eps, bias=bias)
+        self.multihead_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout)
+        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout3 = nn.Dropout(self.dropout.p)
+        # dropout1: self-attention output; dropout2: cross-attention output;
+        # dropout3: feed-forward output
 
     def forward(self, x, memory, *, causal=True, mask=None, memory_mask=None, need_weights=False):
         """Apply the block to the target ``x (B, Lt, E)`` given the encoder output ``memory (B, Ls, E)``.
@@ -92,10 +79,6 @@ class TransformerDecoderLayer(nn.Module):
         else:
             x = self.norm3(x + self.dropout3(self.feed_forward(x)))
         return (x, weights) if need_weights else x
-
-    def feed_forward(self, x):
-        """The position-wise feed-forward layer: ``(..., E)`` -> ``(..., E)``."""
-        return self.linear2(self.dropout(ACTIVATIONS[self.activation](self.linear1(x))))
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerDecoderLayer) -> "TransformerDecoderLayer":

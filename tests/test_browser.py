@@ -61,7 +61,10 @@ def page(browser):
     pg.problems = []
     pg.on("console", lambda m: m.type == "error" and pg.problems.append(f"console: {m.text}"))
     pg.on("pageerror", lambda e: pg.problems.append(f"exception: {e}"))
-    pg.on("requestfailed", lambda r: pg.problems.append(f"failed: {r.url}"))
+    # A load the browser cancels because the page navigated away ends as ERR_ABORTED;
+    # a missing file is a 404 response, caught below.
+    pg.on("requestfailed", lambda r: r.failure != "net::ERR_ABORTED"
+          and pg.problems.append(f"failed: {r.url} ({r.failure})"))
     pg.on("response", lambda r: r.status >= 400 and pg.problems.append(f"{r.status}: {r.url}"))
     yield pg
     context.close()

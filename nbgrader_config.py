@@ -5,9 +5,10 @@ is the source (solutions and hidden tests); ``chapters/<id>/<id>.ipynb`` is the
 learner edition that ``nbgrader generate_assignment <id>`` writes.
 
 Submissions are executed by ``attnlib.grading.execute.GradingExecute`` instead of
-nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system,
-only a scratch folder writable) with CPU-time and memory limits, surviving
-crashes and endless loops, and scoring 0 a notebook that tampers with the checks.
+nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system, none
+of the grader's environment, only a size-limited scratch folder writable) with
+memory, process, CPU-time and time limits, surviving crashes and endless loops, and
+scoring 0 a notebook that tampers with the checks.
 Feedback (``nbgrader generate_feedback``) leaves out the hidden tests and the
 tracebacks that quote them: ``attnlib.grading.feedback.HideHiddenTests``.
 """
@@ -42,12 +43,19 @@ c.Autograde.autograde_preprocessors = [
 ]
 # Per cell: at most this many seconds (then it is interrupted, or its kernel restarted).
 c.Execute.timeout = 60
-# The whole kernel: memory, CPU seconds, and whether to use the bubblewrap sandbox;
-# per cell: at most this many characters of printed output are kept.
+# The whole notebook: at most this many seconds (the rest is not run, and flagged).
+c.GradingExecute.notebook_timeout = 900
+# The whole sandbox: memory (all its processes together where a cgroup can be made,
+# else per process), processes and threads at once, what its scratch folder holds,
+# the kernel's CPU seconds, and whether to use the bubblewrap sandbox.
 c.GradingExecute.memory_limit = "4GiB"
+c.GradingExecute.process_limit = 512
+c.GradingExecute.scratch_limit = "1GiB"
 c.GradingExecute.cpu_time_limit = 900
 c.GradingExecute.sandbox = True
+# Per cell: at most this many characters of printed output, and of display outputs.
 c.GradingExecute.output_limit = 100_000
+c.GradingExecute.display_limit = 2_000_000
 # A test cell that a learner deleted is put back and graded.
 c.OverwriteCells.add_missing_cells = True
 # Feedback shows the learner's code, each check's points and a failed check's message,

@@ -4,14 +4,19 @@
 autograde`` (see ``nbgrader_config.py``), so ``python -m attnlib grade``, the
 class grader and plain nbgrader commands all run submissions the same way:
 
-- the kernel runs in the sandbox of :mod:`attnlib.grading.sandbox`, with its CPU-time
-  and memory limits, in an empty scratch folder of its own (deleted afterwards);
+- the kernel runs in the sandbox of :mod:`attnlib.grading.sandbox`, with its memory,
+  CPU-time, process and scratch-folder limits, in an empty scratch folder of its
+  own (deleted afterwards);
 - a cell that runs past ``timeout`` seconds is interrupted; one that will not
   stop is killed with its kernel;
+- the whole notebook may run ``notebook_timeout`` seconds: the cell running then
+  is stopped, and it and every test after it get an error (so they score 0) and
+  a note asking for manual grading;
 - a kernel that dies (``os._exit``, a signal, the CPU-time limit) is reported
   in the cell that killed it, a new kernel runs the rest of the notebook, and
   the points earned before stay;
-- a cell keeps at most ``output_limit`` characters of printed output;
+- a cell keeps at most ``output_limit`` characters of printed output, and
+  ``display_limit`` characters of display outputs (figures, HTML, results);
 - :mod:`attnlib.grading.tamper_checks` watches for tampering with the checks; if it finds
   any, every test of the notebook gets an error that says what changed, so it
   scores 0;
@@ -29,9 +34,9 @@ from __future__ import annotations
 import ast
 import atexit
 import json
+import math
 import signal
 import tempfile
-from pathlib import Path
 from queue import Empty
 from time import monotonic
 
@@ -71,6 +76,11 @@ def error_output(outcome: Outcome, evalue: str) -> nbformat.NotebookNode:
                                   traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
 
 
+def _chars(data: dict) -> int:
+    """Characters of the data (mime type -> content) of a display output."""
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in data.values())
+
+
 def report(cell, outcome: Outcome, evalue: str) -> None:
     """Add the error output of ``outcome`` to ``cell`` and note it in its metadata."""
     cell.outputs.append(error_output(outcome, evalue))
@@ -82,28 +92,34 @@ class GradingExecute(Execute):
 
     timeout = Integer(limits.CELL_TIMEOUT, allow_none=True,
                       help="seconds a cell may run before it is interrupted").tag(config=True)
-    memory_limit = Unicode(limits.MEMORY, help="memory the kernel may use, e.g. 4GiB or 512MiB"
-                           ).tag(config=True)
+    notebook_timeout = Integer(limits.NOTEBOOK_TIMEOUT,
+                               help="seconds the whole notebook may run; the rest is not run"
+                               ).tag(config=True)
+    memory_limit = Unicode(limits.MEMORY, help="memory the sandbox may use, all its processes "
+                           "together, e.g. 4GiB or 512MiB").tag(config=True)
     cpu_time_limit = Integer(limits.CPU_TIME, help="seconds of CPU time the kernel may use in all"
                              ).tag(config=True)
+    process_limit = Integer(limits.PROCESSES, help="processes and threads the sandbox may run "
+                            "at once").tag(config=True)
+    scratch_limit = Unicode(limits.SCRATCH_SIZE, help="what the kernel may write in its scratch "
+                            "folder, in all, e.g. 1GiB").tag(config=True)
     sandbox = Bool(limits.SANDBOX, help="run the kernel in bubblewrap where it is available"
                    ).tag(config=True)
     output_limit = Integer(limits.OUTPUT_CHARS, help="characters of printed output kept per cell"
                            ).tag(config=True)
+    display_limit = Integer(limits.DISPLAY_CHARS, help="characters of display outputs (figures, "
+                            "HTML, results) kept per cell").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         NotebookClient.__init__(self, nb, km)
         self.shutdown_kernel = "immediate"  # the sandbox goes with it: no need to wait
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        self.error_on_timeout = dict(error_output(
-            Outcome.TIMEOUT, f"this cell ran longer than the {self.timeout} s limit and was stopped"))
         if why_not(self.sandbox):
             self.log.warning("grading without a sandbox: %s", why_not(self.sandbox))
         self._started, self._manager = False, None
         with tempfile.TemporaryDirectory(prefix="attnlib-kernel-") as work:
-            self._scratch = Path(work) / "scratch"  # the kernel's; its log stays outside
-            self._scratch.mkdir()
+            self._work = work
             try:
                 run_sync(self._run_notebook)()
             except Exception as err:
@@ -116,10 +132,11 @@ class GradingExecute(Execute):
         return self.nb, self.resources
 
     def create_kernel_manager(self):
-        limits = Limits(memory=parse_size(self.memory_limit), cpu_time=self.cpu_time_limit)
+        limits = Limits(memory=parse_size(self.memory_limit), cpu_time=self.cpu_time_limit,
+                        processes=self.process_limit,
+                        scratch_size=parse_size(self.scratch_limit, "scratch limit"))
         self.km = self._manager = SandboxedKernelManager(
-            scratch=str(self._scratch), output_file=str(self._scratch.parent / "kernel.log"),
-            limits=limits, kernel_name="python3",
+            work=self._work, limits=limits, kernel_name="python3",
             use_bwrap=why_not(self.sandbox) is None, config=self.config)
         return self.km
 
@@ -128,18 +145,24 @@ class GradingExecute(Execute):
     async def _run_notebook(self) -> None:
         self._tampering: dict[str, str] = {}  # what was found -> when it was first seen
         self._baseline: dict = {"modules": {}, "fixed": {}}
-        self._printed: dict[str, int] = {}
+        self._printed: dict[str, int] = {}    # message id -> characters printed
+        self._displayed: dict[str, int] = {}  # message id -> characters of display outputs
+        self._deadline = monotonic() + self.notebook_timeout
         async with self.async_setup_kernel():
             info = await self.async_wait_for_reply(await ensure_async(self.kc.kernel_info()))
             self.nb.metadata["language_info"] = info["content"]["language_info"]
             self._started = True
             await self._integrity(self._start, "when the kernel started")
             for index, cell in enumerate(self.nb.cells):
+                if self._out_of_time():
+                    self._not_run(self.nb.cells[index:])
+                    break
                 await self._run_cell(index, cell)
-            try:
-                await self._integrity(self._canary, "after the last cell")
-            except DeadKernelError:  # died after the last cell: the tests ran and were checked
-                pass
+            if not self._out_of_time():  # (else its kernel may be stuck in the last cell)
+                try:
+                    await self._integrity(self._canary, "after the last cell")
+                except DeadKernelError:  # died after the last cell: the tests ran and were checked
+                    pass
         if self._tampering:
             for cell in filter(is_test, self.nb.cells):
                 report(cell, Outcome.TAMPERING, self._tampering_note())
@@ -161,6 +184,9 @@ class GradingExecute(Execute):
             report(cell, Outcome.KERNEL_DIED, self._death_note())
             await self._restart(cell)
         except CellTimeoutError:
+            if self._out_of_time():  # the rest is not run: no new kernel needed
+                report(cell, Outcome.NOTEBOOK_TIMEOUT, self._notebook_timeout_note())
+                return
             report(cell, Outcome.TIMEOUT, (
                 f"this cell ran longer than the {self.timeout} s limit and did not stop when "
                 "interrupted, so its kernel was stopped. " + RESTARTED))
@@ -171,12 +197,39 @@ class GradingExecute(Execute):
                     output.name = "stdout"
                     cell.metadata[limits.STDERR_KEY] = True
 
+    def _get_timeout(self, cell) -> int | None:
+        """nbclient's time limit of ``cell``: ``timeout``, or what is left of the
+        notebook's time if that is less."""
+        left = max(1, math.ceil(self._deadline - monotonic()))
+        return min(filter(None, [super()._get_timeout(cell), left]))
+
+    def _out_of_time(self) -> bool:
+        return monotonic() >= self._deadline
+
+    def _notebook_timeout_note(self) -> str:
+        return (f"the notebook ran longer than its {self.notebook_timeout} s limit: the cell "
+                "running then was stopped, and the cells after it were not run (their tests "
+                "score 0): needs manual grading")
+
+    def _not_run(self, cells) -> None:
+        """Give the tests among ``cells``, which the notebook had no time left to run, the
+        error that says so (a test without an error would pass)."""
+        for cell in filter(is_test, cells):
+            report(cell, Outcome.NOTEBOOK_TIMEOUT, self._notebook_timeout_note())
+
     async def _async_handle_timeout(self, timeout: int, cell=None):
         """nbclient's timeout: the kernel is interrupted and the cell gets the error of
-        ``error_on_timeout``; the outcome is noted in the cell's metadata as well."""
+        ``error_on_timeout`` (the cell's limit, or the notebook's); the outcome is noted
+        in the cell's metadata as well."""
+        if self._out_of_time():
+            outcome, note = Outcome.NOTEBOOK_TIMEOUT, self._notebook_timeout_note()
+        else:
+            outcome = Outcome.TIMEOUT
+            note = f"this cell ran longer than the {timeout} s limit and was stopped"
+        self.error_on_timeout = dict(error_output(outcome, note))
         reply = await super()._async_handle_timeout(timeout, cell)
         if reply is not None and cell is not None:
-            record(cell, Outcome.TIMEOUT)
+            record(cell, outcome)
         return reply
 
     def _start_failure(self, err: Exception) -> str:
@@ -212,9 +265,10 @@ class GradingExecute(Execute):
         await self._integrity(self._start, "when the new kernel started")
 
     def output(self, outs, msg, display_id, cell_index):
-        """Keep at most ``output_limit`` characters of a cell's printed output."""
+        """Keep at most ``output_limit`` characters of a cell's printed output and
+        ``display_limit`` characters of its display outputs."""
+        parent = msg["parent_header"].get("msg_id")
         if msg["msg_type"] == "stream":
-            parent = msg["parent_header"].get("msg_id")
             used = self._printed.get(parent, 0)
             text = msg["content"]["text"]
             self._printed[parent] = used + len(text)
@@ -224,7 +278,22 @@ class GradingExecute(Execute):
                 text = text[:self.output_limit - used] + (
                     f"\n[output cut: more than {self.output_limit} characters]\n")
                 msg = {**msg, "content": {**msg["content"], "text": text}}
+        elif msg["msg_type"] in ("display_data", "execute_result"):
+            used = self._displayed.get(parent, 0)
+            self._displayed[parent] = used + _chars(msg["content"].get("data", {}))
+            if used > self.display_limit:  # the cut was said already
+                return None
+            if self._displayed[parent] > self.display_limit:
+                cut = f"[display output cut: more than {self.display_limit} characters]"
+                msg = {**msg, "content": {**msg["content"], "data": {"text/plain": cut},
+                                          "metadata": {}}}
+                display_id = None
         return super().output(outs, msg, display_id, cell_index)
+
+    def _update_display_id(self, display_id, msg) -> None:
+        """nbclient's update of a display: refused past ``display_limit`` characters."""
+        if _chars(msg["content"].get("data", {})) <= self.display_limit:
+            super()._update_display_id(display_id, msg)
 
     # -- tamper checks (see attnlib.grading.tamper_checks) ------------------------------
 

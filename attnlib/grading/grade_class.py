@@ -32,9 +32,10 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 from traitlets.utils.importstring import import_item
 
+from . import cgroup
 from .course import CourseError, course_config, nbgrader
 from .distributed import run_tasks
-from .grade_one import autograde, read_notebook
+from .grade_one import autograde, machine_notes, read_notebook
 from .limits import JOBS
 from .sandbox import why_not
 
@@ -206,9 +207,10 @@ def grade_submission(nb: nbformat.NotebookNode, source: nbformat.NotebookNode, p
         except CourseError as err:
             return {"error": " ".join(str(err).splitlines())}
     missing = why_not(config.GradingExecute.get("sandbox", True))
+    per_process = " (memory and processes limited per process)" if cgroup.unavailable() else ""
     return {"executed": report.executed,
-            "sandbox": f"none ({missing})" if missing else "bubblewrap",
-            "notes": [n for n in report.notes if not n.startswith("graded without a sandbox")],
+            "sandbox": (f"none ({missing})" if missing else "bubblewrap") + per_process,
+            "notes": [n for n in report.notes if n not in machine_notes(config)],
             "needs_manual_grading": report.needs_manual_grading}
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import cgroup
 from .course import (CourseError, chapter_ids, course_config, nbgrader, new_gradebook,
                      source_notebook)
 from .limits import STDERR_KEY, Outcome, outcomes
@@ -157,12 +158,23 @@ def autograde(nb: nbformat.NotebookNode, source: Path, name: str, config) -> Rep
             exercise.message = failure(cells[exercise.id])
     sandbox_missing = why_not(config.GradingExecute.get("sandbox", True))
     notes, manual = findings(nb, read_notebook(source), release, executed)
-    if sandbox_missing:
-        notes.insert(0, f"graded without a sandbox ({sandbox_missing}): the notebook ran with "
-                        "the grader's permissions, network and files")
     return Report(notebook=name, chapter=assignment, exercises=exercises, executed=executed,
-                  sandbox=None if sandbox_missing else "bubblewrap", notes=notes,
+                  sandbox=None if sandbox_missing else "bubblewrap",
+                  notes=machine_notes(config) + notes,
                   needs_manual_grading=manual)
+
+
+def machine_notes(config) -> list[str]:
+    """What this machine could not hold a notebook graded with the nbgrader ``config`` to."""
+    notes = []
+    sandbox_missing = why_not(config.GradingExecute.get("sandbox", True))
+    if sandbox_missing:
+        notes.append(f"graded without a sandbox ({sandbox_missing}): the notebook ran with "
+                     "the grader's permissions, network and files")
+    if cgroup.unavailable():
+        notes.append("memory and processes were limited per process, not for the notebook as "
+                     f"a whole: no control group could be made ({cgroup.unavailable()})")
+    return notes
 
 
 def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
@@ -199,7 +211,8 @@ def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
         manual |= any(outcome.needs_manual_grading for outcome in found)
         for output in cell.get("outputs", []):
             if output.output_type == "error" and output.ename in {o.value for o in found}:
-                note = output.evalue if output.ename == Outcome.TAMPERING.value else \
+                whole_notebook = {Outcome.TAMPERING.value, Outcome.NOTEBOOK_TIMEOUT.value}
+                note = output.evalue if output.ename in whole_notebook else \
                     f"{where}: {output.ename}: {output.evalue}"
                 if note not in notes:
                     notes.append(note)

@@ -13,9 +13,13 @@ MiB = 2**20
 GiB = 2**30
 
 CELL_TIMEOUT = 60             # seconds a cell may run before it is interrupted
-MEMORY = "4GiB"               # memory the kernel may use
+NOTEBOOK_TIMEOUT = 900        # seconds the whole notebook may run; the rest is not run
+MEMORY = "4GiB"               # memory the sandbox may use, all its processes together
 CPU_TIME = 900                # seconds of CPU time the kernel may use in all
+PROCESSES = 512               # processes and threads the sandbox may run at once
+SCRATCH_SIZE = "1GiB"         # what the kernel may write in its scratch folder, in all
 OUTPUT_CHARS = 100_000        # characters of printed output kept per cell
+DISPLAY_CHARS = 2_000_000     # characters of display outputs (figures, HTML...) kept per cell
 FILE_SIZE = 256 * MiB         # bytes: the largest file the kernel may write
 SHM_SIZE = 64 * MiB           # bytes: the sandbox's /dev/shm
 SANDBOX = True                # run the kernel in bubblewrap where it is available
@@ -35,6 +39,7 @@ class Outcome(enum.Enum):
     TIMEOUT = "CellTimeoutError"          # the cell ran past the time limit
     TAMPERING = "TamperingDetected"       # the submission changed what the checks rely on
     RESTARTED = "KernelRestarted"         # a new kernel ran the rest of the notebook
+    NOTEBOOK_TIMEOUT = "NotebookTimeoutError"  # the notebook ran out of time: not run
 
     @property
     def needs_manual_grading(self) -> bool:

@@ -19,6 +19,10 @@ def test_nbgrader_config_states_the_defaults():
     assert config.GradingExecute.cpu_time_limit == limits.CPU_TIME
     assert config.GradingExecute.output_limit == limits.OUTPUT_CHARS
     assert config.GradingExecute.sandbox == limits.SANDBOX
+    assert config.GradingExecute.notebook_timeout == limits.NOTEBOOK_TIMEOUT
+    assert config.GradingExecute.process_limit == limits.PROCESSES
+    assert config.GradingExecute.scratch_limit == limits.SCRATCH_SIZE
+    assert config.GradingExecute.display_limit == limits.DISPLAY_CHARS
 
 
 def test_grading_execute_defaults_come_from_limits():
@@ -26,6 +30,9 @@ def test_grading_execute_defaults_come_from_limits():
     assert (execute.timeout, execute.memory_limit, execute.cpu_time_limit,
             execute.output_limit, execute.sandbox) == (
         limits.CELL_TIMEOUT, limits.MEMORY, limits.CPU_TIME, limits.OUTPUT_CHARS, limits.SANDBOX)
+    assert (execute.notebook_timeout, execute.process_limit, execute.scratch_limit,
+            execute.display_limit) == (
+        limits.NOTEBOOK_TIMEOUT, limits.PROCESSES, limits.SCRATCH_SIZE, limits.DISPLAY_CHARS)
 
 
 def test_readme_states_the_defaults():
@@ -34,6 +41,10 @@ def test_readme_states_the_defaults():
                  f"may use {limits.MEMORY.replace('GiB', ' GiB')} of memory",
                  f"and {limits.CPU_TIME} s of CPU time",
                  f"cut after {limits.OUTPUT_CHARS:,} characters per cell",
+                 f"display outputs (figures, HTML) after {limits.DISPLAY_CHARS:,}",
+                 f"A whole notebook is stopped after {limits.NOTEBOOK_TIMEOUT} s",
+                 f"at most {limits.PROCESSES} processes and threads",
+                 f"a scratch folder of {limits.SCRATCH_SIZE.replace('GiB', ' GiB')}",
                  "attnlib/grading/limits.py"):
         assert text in readme, f"the README does not say: {text}"
 
@@ -51,7 +62,8 @@ def test_help_states_the_defaults(capsys):
 
 def test_outcome_kinds_are_the_error_names_of_the_report():
     assert {o.value for o in limits.Outcome} == {
-        "KernelDied", "CellTimeoutError", "TamperingDetected", "KernelRestarted"}
+        "KernelDied", "CellTimeoutError", "TamperingDetected", "KernelRestarted",
+        "NotebookTimeoutError"}
     assert [o for o in limits.Outcome if not o.needs_manual_grading] == [limits.Outcome.TIMEOUT]
     assert re.fullmatch(r"\w+", limits.METADATA_KEY)
 

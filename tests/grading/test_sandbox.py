@@ -102,10 +102,16 @@ def test_a_sandbox_that_cannot_start_the_kernel_is_reported_clearly(tmp_path):
 
 
 def test_the_sandbox_binds_only_what_the_kernel_needs(tmp_path):
-    command = sandbox.bwrap_command(str(tmp_path), sandbox.kernel_env(str(tmp_path)))
+    scratch, connection = tmp_path / "scratch", tmp_path / "kernel.json"
+    command = sandbox.bwrap_command(str(scratch), sandbox.kernel_env(str(scratch)),
+                                    str(connection), 2**30, 9)
     pairs = {(flag, command[i + 1]) for i, flag in enumerate(command[:-1])}
-    assert {"--unshare-all", "--die-with-parent", "--clearenv"} <= set(command)
-    assert ("--bind", str(tmp_path)) in pairs  # the scratch folder: the only writable one
+    assert {"--unshare-all", "--die-with-parent", "--new-session", "--clearenv"} <= set(command)
+    # the scratch folder, the only writable one, is a tmpfs of the size given
+    assert command[command.index(str(scratch)) - 3:command.index(str(scratch))] == [
+        "--size", str(2**30), "--tmpfs"]
+    assert ("--ro-bind", str(connection)) in pairs and ("--info-fd", "9") in pairs
+    assert not [flag for flag in command if flag in ("--bind", "--bind-try", "--dev-bind")]
     assert ("--ro-bind", str(Path(sandbox.__file__).parents[1])) in pairs  # attnlib, read-only
     bound = [command[i + 1] for i, flag in enumerate(command) if flag.endswith("bind")]
     for secret in (ROOT, ROOT / "solutions", ROOT / "tests", ROOT / "chapters", Path.home()):

@@ -22,9 +22,11 @@ c.CourseDirectory.course_id = "attention-book"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "chapters"
 
-# Autograding puts back deleted exercises before nbgrader puts back their tests, and
-# runs the submission with GradingExecute (the rest is nbgrader's default).
+# Autograding gives the instructor's cells back their type and metadata and puts back
+# deleted exercises before nbgrader puts back their tests, and runs the submission with
+# GradingExecute (the rest is nbgrader's default).
 c.Autograde.sanitize_preprocessors = [
+    "attnlib.grading.restore_cells.RepairCells",
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",

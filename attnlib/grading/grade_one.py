@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from . import cgroup
 from .course import (CourseError, chapter_ids, course_config, nbgrader, new_gradebook,
                      source_notebook)
 from .limits import STDERR_KEY, Outcome, outcomes
+from .restore_cells import REPAIRS_KEY
 from .sandbox import why_not
 
 STUDENT = "learner"
@@ -81,7 +83,7 @@ def graded_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
     """The autograded test cells of ``nb`` by ``grade_id``, in order."""
     return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in nb.cells
             if cell.get("metadata", {}).get("nbgrader", {}).get("grade")
-            and cell.cell_type == "code"}
+            and cell.metadata["nbgrader"].get("grade_id") and cell.cell_type == "code"}
 
 
 def graded_cell_ids(nb: nbformat.NotebookNode) -> list[str]:
@@ -94,7 +96,11 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     if not path.is_file():
         raise CourseError(f"no such notebook: {path}")
     try:
-        return nbformat.read(path, as_version=4)
+        with warnings.catch_warnings():  # (cells without ids: nbformat fixes that)
+            warnings.simplefilter("ignore")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)  # read only warns about a code cell without outputs, say
+        return nb
     except Exception as err:  # nbformat raises several kinds for broken files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CourseError(f"{path} is not a valid notebook (malformed JSON?): {reason}") from None
@@ -181,9 +187,10 @@ def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
              release: nbformat.NotebookNode, executed: nbformat.NotebookNode
              ) -> tuple[list[str], bool]:
     """Notes on what grading found, and whether a person should look at it."""
-    notes, manual = [], False
-    mine = {c.metadata.nbgrader.grade_id: c for c in submitted.cells
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+    notes, manual = list(executed.metadata.get(REPAIRS_KEY, [])), False
+    mine = {}  # grade_id -> the first cell that carries it
+    for c in submitted.cells:
+        mine.setdefault(c.get("metadata", {}).get("nbgrader", {}).get("grade_id"), c)
     full = graded_cells(source)
     for cell in release.cells:
         info = cell.metadata.get("nbgrader", {})

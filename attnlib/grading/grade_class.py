@@ -15,11 +15,20 @@ runs of it would share one gradebook. Here the work is split in two:
    ``autograded/``, late penalties and the zero of a missing notebook, so
    ``nbgrader generate_feedback`` and ``nbgrader export`` work as after a plain
    ``nbgrader autograde``.
+
+Each student is taken on their own: a submission that is, or contains, a
+symbolic link is refused (never followed: it could point at ``solutions/`` or
+``/etc/passwd``), as is a student folder nbgrader cannot address (a name that
+starts with a dot, or holds a glob pattern's ``*?[]``); a ``timestamp.txt``
+that cannot be read is left out, with a note. Step 2 reads a copy of the
+submissions that remain, so what one student sent never costs another.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +38,7 @@ import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.utils import parse_utc
 from traitlets import Unicode
 from traitlets.utils.importstring import import_item
 
@@ -124,30 +134,41 @@ def autograde_class(course: str | Path, assignment: str, jobs: int = JOBS,
         raise CourseError(f"no source notebooks for {assignment!r} in "
                           f"{root / dirs.get('source_directory', 'source')}")
     submitted = root / dirs.get("submitted_directory", "submitted")
-    students = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}"))
+    students = sorted(p.name for p in submitted.iterdir() if (p / assignment).exists()
+                      or (p / assignment).is_symlink()) if submitted.is_dir() else []
     if not students:
         raise CourseError(f"no submissions of {assignment!r} in {submitted}")
     report = {s: Student(s) for s in students}
+    for student in report.values():
+        student.error = _refusal(submitted / student.id, assignment)
     tasks = _tasks(assignment, sources, submitted, report, _worker_config(config))
     sandboxes = set()
-    with tempfile.TemporaryDirectory(prefix="attnlib-class-") as results:
+    with tempfile.TemporaryDirectory(prefix="attnlib-class-") as work:
+        results, staged = Path(work) / "results", Path(work) / "submitted"
         for (student, name), result in run_tasks(grade_submission, tasks, jobs=jobs,
                                                  scheduler=scheduler, description=assignment):
             if "executed" in result:
-                (Path(results) / student).mkdir(exist_ok=True)
-                nbformat.write(result.pop("executed"), Path(results) / student / name)
+                (results / student).mkdir(parents=True, exist_ok=True)
+                nbformat.write(result.pop("executed"), results / student / name)
                 sandboxes.add(result.pop("sandbox"))
             _merge(report[student], result)
         steps = config.Autograde.get("autograde_preprocessors") or \
             Autograde.class_traits()["autograde_preprocessors"].default()
         config.Autograde.autograde_preprocessors = [  # the execution step is replayed
             ReplayExecution if _is_execution(step) else step for step in steps]
-        config.ReplayExecution.results = results
-        config.CourseDirectory.student_id_exclude = ",".join(
-            s.id for s in report.values() if s.error)
-        if any(not s.error for s in report.values()):
-            nbgrader("autograde", assignment, config)
-    _read_scores(config, assignment, report)
+        config.ReplayExecution.results = str(results)
+        config.CourseDirectory.submitted_directory = str(staged)
+        for student in report.values():
+            if not student.error:
+                _stage(submitted / student.id / assignment, staged / student.id / assignment,
+                       student)
+        failed = None
+        if staged.is_dir():
+            try:
+                nbgrader("autograde", assignment, config)
+            except CourseError as err:  # the others were graded: whose failed is read below
+                failed = " ".join(str(err).splitlines())
+    _read_scores(config, assignment, report, failed)
     if not sandboxes:  # nothing was graded: say what this machine would have done
         missing = why_not(config.GradingExecute.get("sandbox", True))
         sandboxes.add(f"none ({missing})" if missing else "bubblewrap")
@@ -157,12 +178,51 @@ def autograde_class(course: str | Path, assignment: str, jobs: int = JOBS,
                        sandbox="; ".join(sorted(sandboxes)))
 
 
+def _refusal(folder: Path, assignment: str) -> str | None:
+    """Why the submission of the student whose folder is ``folder``
+    (``submitted/<student>``) is refused, or None."""
+    if folder.name.startswith(".") or set("*?[]") & set(folder.name):
+        return (f"the student id {folder.name!r} cannot be graded: nbgrader skips a folder "
+                "whose name starts with a dot and reads *?[] as a pattern; rename the folder")
+    for path in (folder, folder / assignment):
+        if path.is_symlink():
+            return (f"{path.relative_to(folder.parent)} is a symbolic link: refused (a "
+                    "submission is graded from its own files only, never through a link)")
+    for where, dirs, files in os.walk(folder / assignment):
+        for name in sorted(dirs + files):
+            if (Path(where) / name).is_symlink():
+                inside = (Path(where) / name).relative_to(folder.parent)
+                return (f"the submission holds a symbolic link, {inside}: refused (a "
+                        "submission is graded from its own files only, never through a link)")
+    return None
+
+
+def _stage(folder: Path, copy_to: Path, student: Student) -> None:
+    """Copy the submission ``folder`` of ``student`` (which holds no links) to
+    ``copy_to``, for nbgrader; a ``timestamp.txt`` it cannot read is left out, with a
+    note."""
+    stamp = folder / "timestamp.txt"
+    try:
+        if stamp.exists():
+            parse_utc(stamp.read_text().strip())
+        broken = None
+    except (OSError, ValueError, OverflowError) as err:
+        broken = " ".join(str(err).split()) or type(err).__name__
+        student.notes.append(f"its timestamp.txt could not be read ({broken}): graded "
+                             "without it, so no late penalty was applied")
+    shutil.copytree(folder, copy_to, ignore=lambda where, names: ["timestamp.txt"]
+                    if broken and Path(where) == folder else [])
+
+
 def _tasks(assignment: str, sources: list[Path], submitted: Path,
            report: dict[str, Student], config) -> dict[tuple[str, str], tuple]:
-    """The grading tasks ``(student, notebook name): arguments of grade_submission``;
-    a student whose notebook is missing or unreadable gets an error instead."""
+    """The grading tasks ``(student, notebook name): arguments of grade_submission``
+    of the students not refused already; a student whose notebook is missing or
+    unreadable gets an error instead."""
     tasks, originals = {}, {source: read_notebook(source) for source in sources}
     for student in report:
+        if report[student].error:
+            continue
         for source in sources:
             path = submitted / student / assignment / source.name
             if path.is_file():
@@ -220,8 +280,10 @@ def _merge(student: Student, result: dict) -> None:
     student.error = student.error or result.get("error")
 
 
-def _read_scores(config, assignment: str, report: dict[str, Student]) -> None:
-    """The students' totals, from the course's gradebook."""
+def _read_scores(config, assignment: str, report: dict[str, Student],
+                 failed: str | None = None) -> None:
+    """The students' totals, from the course's gradebook; ``failed``: what nbgrader
+    said when it could not grade some of them."""
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.coursedir import CourseDirectory
 
@@ -233,6 +295,7 @@ def _read_scores(config, assignment: str, report: dict[str, Student]) -> None:
             try:
                 submission = gb.find_submission(assignment, student.id)
             except MissingEntry:
-                student.error = "not in the gradebook: see nbgrader's log"
+                student.error = f"nbgrader could not grade it: {failed}" if failed else \
+                    "not in the gradebook: see nbgrader's log"
                 continue
             student.score, student.max_score = submission.score, submission.max_score

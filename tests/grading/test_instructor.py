@@ -8,6 +8,7 @@ SQLite file, once a real PostgreSQL server started for the test.
 """
 
 import csv
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -20,7 +21,7 @@ from bs4 import BeautifulSoup
 from nbgrader.api import Gradebook
 
 from attnlib.grading.course import ROOT, source_notebook
-from tests.grading.classes import hidden_lines, run
+from tests.grading.classes import QUICK, hidden_lines, quick_class, run
 from tests.grading.postgres import postgres_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -158,3 +159,55 @@ def test_the_class_command_refuses_bad_input_clearly(tmp_path):
     assert done.returncode == 1 and "no source notebooks for 'no_such_chapter'" in done.stderr
     done = attempt(CHAPTER, "--jobs", "0")
     assert done.returncode == 2 and "expected a positive whole number" in done.stderr
+
+
+def test_odd_submissions_cost_only_their_own_student(tmp_path):
+    """Links, odd student ids and broken timestamps: each refused or noted on its own,
+    the rest of the class graded (the quick assignment, two workers)."""
+    course = tmp_path / "course"
+    course.mkdir()
+    quick_class(course, 2)  # student000 (right) and student001 (add_negatives)
+    submitted, right = course / "submitted", QUICK / "submissions" / "right.ipynb"
+    graded = {"student000": 5, "student001": 3}
+    for odd in ("a,b", "with space", "ünïcødé", "-dash", "x..y"):
+        (submitted / odd / "quick").mkdir(parents=True)
+        shutil.copy(right, submitted / odd / "quick" / "quick.ipynb")
+        graded[odd] = 5
+    refused = {}
+    for odd in (".hidden", "..x", "glob[1]"):
+        (submitted / odd / "quick").mkdir(parents=True)
+        shutil.copy(right, submitted / odd / "quick" / "quick.ipynb")
+        refused[odd] = "cannot be graded: nbgrader skips a folder"
+    # a notebook that links to the instructor's solutions, a folder that links elsewhere,
+    # and a submission that holds a link to a system file
+    (submitted / "links_solutions" / "quick").mkdir(parents=True)
+    (submitted / "links_solutions" / "quick" / "quick.ipynb").symlink_to(
+        course / "solutions" / "quick" / "quick.ipynb")
+    refused["links_solutions"] = "links_solutions/quick/quick.ipynb"
+    (submitted / "links_folder").mkdir()
+    (submitted / "links_folder" / "quick").symlink_to(submitted / "student000" / "quick")
+    refused["links_folder"] = "links_folder/quick is a symbolic link: refused"
+    (submitted / "holds_a_link" / "quick").mkdir(parents=True)
+    shutil.copy(right, submitted / "holds_a_link" / "quick" / "quick.ipynb")
+    (submitted / "holds_a_link" / "quick" / "data.txt").symlink_to("/etc/passwd")
+    refused["holds_a_link"] = "holds a symbolic link, holds_a_link/quick/data.txt: refused"
+    # timestamps: a valid one, and garbage
+    (submitted / "student000" / "quick" / "timestamp.txt").write_text("2026-01-05 10:00:00 UTC")
+    (submitted / "student001" / "quick" / "timestamp.txt").write_text("the day before the deadline")
+
+    report = json.loads(run("attnlib", "autograde", "quick", "--json", cwd=course).stdout)
+    students = {s["id"]: s for s in report["students"]}
+    assert sorted(students) == sorted(graded | refused)
+    for student, points in graded.items():
+        assert students[student]["score"] == points, students[student]
+        assert students[student]["error"] is None
+    for student, reason in refused.items():
+        assert students[student]["score"] is None and reason in students[student]["error"], \
+            students[student]
+    assert report["graded"] == len(graded)
+    assert not students["student000"]["notes"]
+    assert any("its timestamp.txt could not be read" in n for n in students["student001"]["notes"])
+    # nothing behind a link reached the course's autograded notebooks
+    autograded = course / "autograded"
+    assert sorted(p.name for p in autograded.iterdir()) == sorted(graded)
+    assert not list(autograded.rglob("data.txt"))

@@ -239,6 +239,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             read, write = self._info_fds
             try:
                 await super()._async_launch_kernel(kernel_cmd, **kw, pass_fds=(write,))
+            except BaseException:
+                os.close(read)
+                raise
             finally:
                 os.close(write)
         pid = await asyncio.get_running_loop().run_in_executor(None, _child_pid, read)
@@ -248,8 +251,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             os.unlink(self.scratch)
         os.symlink(f"/proc/{pid}/root{self.scratch}", self.scratch)
 
-    def cleanup_resources(self, restart: bool = False) -> None:
-        super().cleanup_resources(restart=restart)
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
         if not restart and self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None

@@ -62,6 +62,8 @@ def test_forked_children_share_one_memory_limit():
     held = int(out.split("still holding it: ")[1].split()[0])
     assert 300 * held <= 1024, out
     assert report.score == report.max_score == 5, report.table()
+    # the control group went with the kernel
+    assert not list(Path("/sys/fs/cgroup").glob(f"**/attnlib-grading-{os.getpid()}-*"))
 
 
 @needs_bwrap

@@ -71,7 +71,6 @@ def _settings(controller: str, version: int, memory: int, tasks: int) -> dict[st
 class Cgroup:
     """One control group, a folder in each hierarchy (v2: one folder for both)."""
     folders: dict[str, Path]  # controller -> folder
-    version: dict[str, int]   # controller -> cgroup version of its hierarchy
 
     @classmethod
     def create(cls, memory: int, tasks: int) -> Cgroup:
@@ -83,13 +82,13 @@ class Cgroup:
             raise OSError(f"no {' or '.join(missing)} cgroup controller is available to this "
                           "process (neither mounted as cgroup v1 nor delegated in cgroup v2)")
         name = f"attnlib-grading-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        group = cls(folders={}, version={})
+        group = cls(folders={})
         try:
             for controller, (parent, version) in hierarchies.items():
                 folder = parent / name
                 if folder not in group.folders.values():
                     folder.mkdir()
-                group.folders[controller], group.version[controller] = folder, version
+                group.folders[controller] = folder
                 for setting, value in _settings(controller, version, memory, tasks).items():
                     if (folder / setting).exists():  # no swap accounting: nothing to cap
                         (folder / setting).write_text(str(value))
@@ -102,17 +101,6 @@ class Cgroup:
         """Move the calling process into the group (in a child, before it runs anything)."""
         for folder in set(self.folders.values()):
             (folder / "cgroup.procs").write_text(str(os.getpid()))
-
-    def oom_kills(self) -> int:
-        """How many processes of the group the OOM killer has killed."""
-        folder = self.folders["memory"]
-        events = folder / ("memory.oom_control" if self.version["memory"] == 1
-                           else "memory.events")
-        try:
-            fields = dict(line.split() for line in events.read_text().splitlines())
-        except (OSError, ValueError):
-            return 0
-        return int(fields.get("oom_kill", 0))
 
     def remove(self) -> None:
         """Kill what is left in the group, then remove it."""

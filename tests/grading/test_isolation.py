@@ -109,3 +109,12 @@ def test_display_outputs_are_capped():
     assert 1_000_000 < kept <= 2_100_000, kept  # 50 MB were shown, and a 5 MB update
     assert "[display output cut: more than 2000000 characters]" in displays[-1]["data"]["text/plain"]
     assert report.score == report.max_score == 5, report.table()
+
+
+def test_without_a_control_group_grading_goes_on_and_says_so(monkeypatch):
+    monkeypatch.setattr(cgroup, "unavailable", lambda: "none here (a test)")
+    nb = nbformat.read(QUICK / "submissions" / "right.ipynb", as_version=4)
+    report = autograde(nb, QUICK / "quick.ipynb", "right.ipynb", course_config())
+    assert report.score == report.max_score == 5, report.table()
+    assert ("memory and processes were limited per process, not for the notebook as a whole: "
+            "no control group could be made (none here (a test))") in report.notes

@@ -84,8 +84,8 @@ def unavailable() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    probe = subprocess.run([bwrap, "--unshare-all", *_system_binds(), "--", "true"],
-                           capture_output=True, text=True)
+    probe = subprocess.run([bwrap, "--unshare-all", *_system_binds(), "--size", str(MiB),
+                            "--tmpfs", "/tmp", "--", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"bubblewrap does not work here: {probe.stderr.strip() or probe.returncode}"
     return None

@@ -26,6 +26,8 @@ from .restore_cells import REPAIRS_KEY
 from .sandbox import why_not
 
 STUDENT = "learner"
+# outcomes whose note concerns the whole notebook: said once, not once per cell
+WHOLE_NOTEBOOK = {Outcome.TAMPERING.value, Outcome.NOTEBOOK_TIMEOUT.value}
 
 
 @dataclass
@@ -218,8 +220,7 @@ def findings(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode,
         manual |= any(outcome.needs_manual_grading for outcome in found)
         for output in cell.get("outputs", []):
             if output.output_type == "error" and output.ename in {o.value for o in found}:
-                whole_notebook = {Outcome.TAMPERING.value, Outcome.NOTEBOOK_TIMEOUT.value}
-                note = output.evalue if output.ename in whole_notebook else \
+                note = output.evalue if output.ename in WHOLE_NOTEBOOK else \
                     f"{where}: {output.ename}: {output.evalue}"
                 if note not in notes:
                     notes.append(note)

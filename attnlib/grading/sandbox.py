@@ -229,6 +229,16 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.cgroup = Cgroup.create(self.limits.memory, self.limits.processes)
         if self.cgroup is not None:
             kw["preexec_fn"] = self.cgroup.join
+        try:
+            await self._launch(kernel_cmd, **kw)
+        except BaseException:  # no kernel to shut down later: its control group goes now
+            if self.cgroup is not None:
+                self.cgroup.remove()
+                self.cgroup = None
+            raise
+
+    async def _launch(self, kernel_cmd: list[str], **kw) -> None:
+        """Start the kernel process; in the sandbox, link its scratch folder here."""
         # its banner and its last words (why it did not start) are kept, not shown; the
         # file-size limit bounds what a submission can write there
         with open(self.output_file, "wb") as log:

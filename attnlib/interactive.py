@@ -30,7 +30,7 @@ from bokeh.models import CustomJS
 SERVED = "ATTNLIB_BOKEHJS_SERVED"
 # The BokehJS files a figure needs (the core and the widgets), in load order.
 JS_FILES = ("bokeh.min.js", "bokeh-widgets.min.js")
-# The class of every figure's container, for the site's stylesheet and the browser tests.
+# The class of every figure's container, for stylesheets and the browser tests.
 CSS_CLASS = "attnlib-interactive"
 
 

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 from tests.notebooks import learner_notebook, secret_lines
 
-from attnlib.grading.course import chapter_ids
+from attnlib import interactive
+from attnlib.grading.course import chapter_ids, source_notebook
 
 CHAPTERS = chapter_ids()
 pytestmark = pytest.mark.xdist_group("site")  # the site tests together (build_site builds once)
@@ -107,3 +108,21 @@ def test_student_site_has_no_solutions(student_site):
     for page in student_site.rglob("*.html"):
         text = page_text(page.read_text(encoding="utf-8"))
         assert not [s for s in secrets if s in text], f"solution text in {page.name}"
+
+
+MAX_NOTEBOOK_BYTES = 2 * 2**20
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_notebook_grows_past_2_mb(site, chapter):
+    """Both committed editions, the notebook the site executed, and a learner's executed copy,
+    which also carries BokehJS (packed) in its first interactive figure, stay under 2 MB."""
+    executed = site.parent / "jupyter_execute" / "chapters" / chapter / f"{chapter}.ipynb"
+    sizes = {path: path.stat().st_size for path in
+             (source_notebook(chapter), learner_notebook(chapter), executed)}
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    if any(interactive.CSS_CLASS in o.get("data", {}).get("text/html", "") for o in outputs):
+        sizes["learner's executed copy"] = sizes[executed] + len(interactive.bokehjs_script())
+    too_big = {str(k): v for k, v in sizes.items() if v > MAX_NOTEBOOK_BYTES}
+    assert not too_big, f"notebooks past 2 MB: {too_big}"

@@ -4,7 +4,7 @@ BokehJS comes from the installed ``bokeh`` package (``attnlib.interactive.bokehj
 and is copied into ``_static/bokehjs/``; only pages that hold an interactive figure load
 it, so no figure asks the network for anything. The chapters run with
 ``attnlib.interactive.SERVED`` set, so their figures leave BokehJS out of their output.
-The stylesheet ``figures.css`` keeps every figure readable in the dark theme.
+``interactive.css`` keeps the figures and their controls readable in the dark theme.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from attnlib import interactive
 
-STATIC = Path(__file__).resolve().parent.parent / "_static"
+STYLESHEET = Path(__file__).resolve().parent.parent / "_static" / "interactive.css"
 
 
 def _load_on_figure_pages(app, pagename, templatename, context, doctree):
@@ -30,13 +30,13 @@ def _copy_files(app, exception):
         (static / "bokehjs").mkdir(parents=True, exist_ok=True)
         for path in interactive.bokehjs_files():
             shutil.copyfile(path, static / "bokehjs" / path.name)
-        shutil.copyfile(STATIC / "figures.css", static / "figures.css")
+        shutil.copyfile(STYLESHEET, static / STYLESHEET.name)
 
 
 def setup(app):
     # read by the kernels that execute the chapters, which inherit this environment
     os.environ[interactive.SERVED] = "1"
-    app.add_css_file("figures.css")
+    app.add_css_file(STYLESHEET.name)
     app.connect("html-page-context", _load_on_figure_pages)
     app.connect("build-finished", _copy_files)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

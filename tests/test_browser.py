@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -204,12 +204,11 @@ def ground_and_ink(png: bytes, width: int = 4) -> tuple[float, int]:
     """The median luminance (0 black, 1 white) of the outer ``width`` pixels of a screenshot,
     the ground that a figure's axis labels and titles are written on, and the number of its
     pixels at least 0.4 darker than that ground: the ink of axes, ticks and labels."""
-    luminance = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float) / 255
-                 @ [0.299, 0.587, 0.114])
-    margin = np.ones(luminance.shape, dtype=bool)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float) / 255 @ [0.299, 0.587, 0.114]
+    margin = np.ones(pixels.shape, dtype=bool)
     margin[width:-width, width:-width] = False
-    ground = float(np.median(luminance[margin]))
-    return ground, int((luminance < ground - 0.4).sum())
+    ground = float(np.median(pixels[margin]))
+    return ground, int((pixels < ground - 0.4).sum())
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -239,21 +238,6 @@ def test_interactive_figures_respond_to_their_controls(page, base_url, chapter):
             page.wait_for_timeout(100)                                  # the next frame is painted
             assert figure.screenshot() != shot, f"{names[k]}: the picture did not change"
     assert page.problems == []
-
-
-def test_a_notebook_figure_brings_its_own_bokehjs(browser, base_url, monkeypatch):
-    """In JupyterLab no page serves BokehJS: the first figure's output carries it, packed."""
-    from bokeh.models import Slider
-
-    monkeypatch.delenv(interactive.SERVED, raising=False)
-    monkeypatch.setattr(interactive.Interactive, "bokehjs_sent", False)
-    outputs = [interactive.show(Slider(start=0, end=1, value=0, title=f"s{k}"), f"demo-{k}")._repr_html_()
-               for k in range(2)]
-    pg = open_page(browser, base_url)
-    pg.set_content("".join(outputs))
-    wait_for_figures(pg)
-    assert pg.locator(".noUi-handle").count() == 2 and pg.problems == []
-    pg.context.close()
 
 
 FIGURE_CELL = """\

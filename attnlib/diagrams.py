@@ -119,25 +119,23 @@ def matrix(ax, x: float, y: float, values, *, cell: float = 0.45, cmap: str = "B
     if values.ndim != 2:
         raise ValueError(f"values must be 2-D (rows, cols), got shape {values.shape}")
     rows, cols = values.shape
+    shape = Box(x, y, cols * cell, rows * cell)
     finite = values[np.isfinite(values)]
     lo = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
     hi = vmax if vmax is not None else (finite.max() if finite.size else 1.0)
-    colors = plt.get_cmap(cmap)
-    for i in range(rows):
-        for j in range(cols):
-            v = values[i, j]
-            cx, cy = x + j * cell, y + (rows - 1 - i) * cell
-            if np.isfinite(v):
-                level = 0.5 if hi == lo else (np.clip(v, lo, hi) - lo) / (hi - lo)
-                face = colors(level)
-                ax.add_patch(Rectangle((cx, cy), cell, cell, facecolor=face, edgecolor="white",
-                                       linewidth=0.8))
-                if fmt is not None:
-                    dark = 0.299 * face[0] + 0.587 * face[1] + 0.114 * face[2] < 0.5
-                    ax.text(cx + cell / 2, cy + cell / 2, fmt.format(v), ha="center", va="center",
-                            fontsize=fontsize, color="white" if dark else INK)
-            else:
-                ax.add_patch(Rectangle((cx, cy), cell, cell, facecolor="white", edgecolor="#999999",
-                                       hatch="///", linewidth=0.8))
-    ax.add_patch(Rectangle((x, y), cols * cell, rows * cell, fill=False, edgecolor=INK, linewidth=1.0))
-    return Box(x, y, cols * cell, rows * cell)
+    colors = plt.get_cmap(cmap).with_extremes(bad="white")   # NaN cells: white, hatched below
+    ax.imshow(np.ma.masked_invalid(values), cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
+              extent=(x, x + shape.w, y, y + shape.h), origin="upper", aspect="auto")
+    ax.vlines(x + cell * np.arange(1, cols), y, y + shape.h, color="white", linewidth=0.8)
+    ax.hlines(y + cell * np.arange(1, rows), x, x + shape.w, color="white", linewidth=0.8)
+    for i, j in zip(*np.nonzero(~np.isfinite(values))):
+        ax.add_patch(Rectangle((x + j * cell, y + (rows - 1 - i) * cell), cell, cell, fill=False,
+                               edgecolor="#999999", hatch="///", linewidth=0.8))
+    if fmt is not None:
+        for i, j in zip(*np.nonzero(np.isfinite(values))):
+            face = colors(0.5 if hi == lo else (np.clip(values[i, j], lo, hi) - lo) / (hi - lo))
+            dark = 0.299 * face[0] + 0.587 * face[1] + 0.114 * face[2] < 0.5
+            ax.text(x + (j + 0.5) * cell, y + (rows - 1 - i + 0.5) * cell, fmt.format(values[i, j]),
+                    ha="center", va="center", fontsize=fontsize, color="white" if dark else INK)
+    ax.add_patch(Rectangle((x, y), shape.w, shape.h, fill=False, edgecolor=INK, linewidth=1.0))
+    return shape

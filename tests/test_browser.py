@@ -240,6 +240,23 @@ def test_interactive_figures_respond_to_their_controls(page, base_url, chapter):
     assert page.problems == []
 
 
+def test_the_bert_explorer_names_the_token_pair_under_the_pointer(page, base_url):
+    page.goto(f"{base_url}/chapters/05_bert/05_bert.html", wait_until="networkidle")
+    wait_for_figures(page)
+    figure = page.locator(f".{interactive.CSS_CLASS}[data-name='bert-attention']")
+    figure.scroll_into_view_if_needed()
+    box = figure.locator("canvas").first.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.45, steps=5)
+    tooltip = page.locator(".bk-tooltip-content")                # the only figure of the page with tooltips
+    tooltip.first.wait_for()
+    labels = tooltip.first.locator(".bk-tooltip-row-label").all_inner_texts()
+    values = tooltip.first.locator(".bk-tooltip-row-value").all_inner_texts()
+    assert [label.strip() for label in labels] == ["query:", "key:", "weight:"]
+    assert all(v.strip() for v in values[:2]) and 0 <= float(values[2]) <= 1
+    assert page.problems == []
+
+
 FIGURE_CELL = """\
 from bokeh import layouts
 from bokeh.models import ColumnDataSource, Slider

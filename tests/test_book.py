@@ -6,9 +6,11 @@ from html.parser import HTMLParser
 
 import nbformat
 import pytest
+from jupyter_cache import get_cache
 from tests.notebooks import learner_notebook, secret_lines
 
-from attnlib.grading.course import chapter_ids
+from attnlib import interactive
+from attnlib.grading.course import ROOT, chapter_ids, source_notebook
 
 CHAPTERS = chapter_ids()
 pytestmark = pytest.mark.xdist_group("site")  # the site tests together (build_site builds once)
@@ -107,3 +109,24 @@ def test_student_site_has_no_solutions(student_site):
     for page in student_site.rglob("*.html"):
         text = page_text(page.read_text(encoding="utf-8"))
         assert not [s for s in secrets if s in text], f"solution text in {page.name}"
+
+
+MAX_NOTEBOOK_BYTES = 2 * 2**20
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_notebook_grows_past_2_mb(site, chapter):
+    """Both committed editions, the learner edition as the site executed it (from the
+    execution cache), and a learner's own executed copy, which also carries BokehJS (packed)
+    in its first interactive figure, stay under 2 MB."""
+    learner = nbformat.read(learner_notebook(chapter), as_version=4)
+    cache = get_cache(ROOT / "_build" / ".jupyter_cache")        # the site's, see tests/notebooks.py
+    executed = cache.get_cache_bundle(cache.match_cache_notebook(learner).pk).nb
+    sizes = {"solution edition": source_notebook(chapter).stat().st_size,
+             "learner edition": learner_notebook(chapter).stat().st_size,
+             "executed on the site": len(nbformat.writes(executed).encode())}
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    if any(interactive.CSS_CLASS in o.get("data", {}).get("text/html", "") for o in outputs):
+        sizes["executed by a learner"] = sizes["executed on the site"] + len(interactive.bokehjs_script())
+    too_big = {name: size for name, size in sizes.items() if size > MAX_NOTEBOOK_BYTES}
+    assert not too_big, f"{chapter}: past 2 MB: {too_big}"

@@ -8,6 +8,9 @@ Submissions are executed by ``attnlib.grading.execute.GradingExecute`` instead o
 nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system,
 only a scratch folder writable) with CPU-time and memory limits, surviving
 crashes and endless loops, and scoring 0 a notebook that tampers with the checks.
+The hidden checks are then decided in this process, not in the kernel:
+``attnlib.grading.verdicts.DecideVerdicts`` compares what each hidden check
+published with references it computes itself.
 Feedback (``nbgrader generate_feedback``) leaves out the hidden tests and the
 tracebacks that quote them: ``attnlib.grading.feedback.HideHiddenTests``.
 """
@@ -21,8 +24,9 @@ c.CourseDirectory.course_id = "attention-book"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "chapters"
 
-# Autograding puts back deleted exercises before nbgrader puts back their tests, and
-# runs the submission with GradingExecute (the rest is nbgrader's default).
+# Autograding puts back deleted exercises before nbgrader puts back their tests, runs
+# the submission with GradingExecute and decides the hidden checks with DecideVerdicts
+# (the rest is nbgrader's default).
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
@@ -33,6 +37,7 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.Autograde.autograde_preprocessors = [
     "attnlib.grading.execute.GradingExecute",
+    "attnlib.grading.verdicts.DecideVerdicts",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

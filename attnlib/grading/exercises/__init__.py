@@ -1,0 +1,117 @@
+"""What each exercise's hidden check calls, with which inputs, and what it must not call.
+
+An :class:`Exercise` is shared by both sides of a hidden check. In the learner's
+kernel, :mod:`..probe` builds its cases from a seed and calls the learner's
+function on them; in the grader's process, :mod:`..verdicts` builds the same
+cases from the same seed and compares what came back with ``reference``, which
+only the grader ever calls. One module per chapter lists its exercises.
+
+``teaches`` names the library functions an exercise exists to teach, keys of
+:data:`LIBRARY`: the learner's function may not call them (anything else of the
+libraries stays allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# What an exercise may teach -> how a call of it is recognised: "module:function" (a
+# Python function, whose code becomes a tripwire) or "aten.<operator>" (a torch
+# operator, whose CPU kernel becomes one, whichever Python name reaches it).
+LIBRARY: dict[str, tuple[str, ...]] = {
+    "attnlib.softmax": ("attnlib.softmax:softmax", "attnlib.softmax:_shifted_numpy",
+                        "attnlib.softmax:_torch_rows"),
+    "attnlib.log_softmax": ("attnlib.softmax:log_softmax",),
+    "torch.softmax": ("aten._softmax", "aten._safe_softmax"),
+    "torch.log_softmax": ("aten._log_softmax",),
+    "torch.logsumexp": ("aten.logsumexp",),
+    "attnlib.scaled_dot_product_attention": ("attnlib.attention:scaled_dot_product_attention",
+                                             "attnlib.attention:_sdpa_torch"),
+    "torch.scaled_dot_product_attention": ("aten.scaled_dot_product_attention",
+                                           "aten._scaled_dot_product_attention_math",
+                                           "aten._scaled_dot_product_flash_attention_for_cpu"),
+    "attnlib.causal_mask": ("attnlib.masks:causal_mask",),
+    "attnlib.padding_mask": ("attnlib.masks:padding_mask",),
+    "attnlib.sinusoidal_encoding": ("attnlib.positional:sinusoidal_encoding",),
+    "attnlib.apply_rope": ("attnlib.positional:apply_rope",),
+    "attnlib.alibi_slopes": ("attnlib.positional:alibi_slopes",),
+    "attnlib.next_token_loss": ("attnlib.decoder:next_token_loss",),
+    "attnlib.filter_logits": ("attnlib.generation:filter_logits",),
+    "torch.rms_norm": ("aten.rms_norm", "aten._fused_rms_norm"),
+    "torch.autograd.functional.jacobian": ("torch.autograd.functional:jacobian",
+                                           "torch.autograd.functional:_autograd_grad"),
+    "torch.func.jacrev": ("torch._functorch.eager_transforms:jacrev",
+                          "torch._functorch.eager_transforms:jacfwd"),
+}
+
+
+@dataclass(frozen=True)
+class Raises:
+    """The expected outcome of a case that must raise ``error`` (a class name)."""
+    error: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of the learner's function: ``f(*args, **kwargs)``; ``rtol``/``atol``
+    override the exercise's tolerances for this case; ``label`` says what is special
+    about it in a failure's message (which shows no input's values)."""
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    rtol: float | None = None
+    atol: float | None = None
+    label: str = ""
+
+
+def call_function(function, case: Case):
+    """The default call of a case: ``function(*case.args, **case.kwargs)``."""
+    return function(*case.args, **case.kwargs)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded exercise: the learner's function ``name`` and how it is checked.
+
+    ``cases(rng)`` builds the inputs (both sides, from the same seed);
+    ``reference(*args, **kwargs)`` is the expected result of a case (grader only;
+    :class:`Raises` for an expected error); ``call(function, case)`` runs a case in
+    the kernel; ``check(case, got)`` (grader only, ``got`` the learner's result as
+    numbers, arrays and lists) may add a problem the comparison with the reference
+    does not name, as a sentence, or ``None``.
+    """
+    name: str
+    cases: Callable[[np.random.Generator], list[Case]]
+    reference: Callable
+    teaches: tuple[str, ...] = ()
+    hint: str = ""              # what to write instead of calling what it teaches
+    rtol: float = 1e-9
+    atol: float = 1e-12
+    call: Callable = call_function
+    check: Callable | None = None
+
+
+def tripwire_targets(exercise: Exercise) -> tuple[dict[str, str], dict[str, str]]:
+    """The Python functions and the torch operators ``exercise`` may not call, each
+    mapped to the library name a message shows: ``(python, operators)``."""
+    python, operators = {}, {}
+    for name in exercise.teaches:
+        for target in LIBRARY[name]:
+            (operators if target.startswith("aten.") else python)[target] = name
+    return python, operators
+
+
+def _collect() -> dict[str, Exercise]:
+    from . import attention, decoder, positional_encoding, softmax
+
+    found = {}
+    for module in (softmax, attention, positional_encoding, decoder):
+        for exercise in module.EXERCISES:
+            assert exercise.name not in found, f"two exercises named {exercise.name}"
+            found[exercise.name] = exercise
+    return found
+
+
+EXERCISES: dict[str, Exercise] = _collect()

@@ -69,8 +69,8 @@ def resolve(target: str):
 @contextlib.contextmanager
 def tripwires(python: dict[str, str], operators: dict[str, str]):
     """While the block runs, the Python functions of ``python`` (target -> library name)
-    are tripwires and the torch operators of ``operators`` (``"aten._softmax"`` ->
-    library name) are watched; yields the names of the tripwires hit (filled in at the end)."""
+    and the torch operators of ``operators`` (``"aten._softmax"`` -> library name) are
+    tripwires; yields the list of the library names hit (filled in at the end)."""
     names = dict(operators)
     saved = []
     hit: list[str] = []

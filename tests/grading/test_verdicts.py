@@ -13,15 +13,17 @@ import io
 import json
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
+from traitlets.config import Config
 
 import attnlib
 from attnlib.grading import probe
 from attnlib.grading.exercises import EXERCISES, LIBRARY, tripwire_targets
 from attnlib.grading.grade_one import grade
-from attnlib.grading.verdicts import Unreadable, probe_call, verdict
+from attnlib.grading.verdicts import DecideVerdicts, Unreadable, probe_call, verdict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PICKLE_MARK = Path("/tmp/attnlib-verdict-pickle-ran")
@@ -160,3 +162,47 @@ def test_every_library_function_an_exercise_teaches_can_be_tripped():
         with probe.tripwires(python, operators) as called:
             pass
         assert called == []
+
+
+def graded_cell(*outputs):
+    """A test cell of stable_softmax as the kernel left it, with ``outputs``."""
+    source = 'assert True\n### BEGIN HIDDEN TESTS\nprobe.run("stable_softmax", stable_softmax, seed=3)\n'
+    cell = nbformat.v4.new_code_cell(source, outputs=list(outputs))
+    cell.metadata.nbgrader = {"grade": True, "solution": False, "grade_id": "stable_softmax", "points": 2}
+    return cell
+
+
+def decided(cell, config=None):
+    step = DecideVerdicts(config=config or Config())
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    return step.preprocess(nb, {})[0].cells[0]
+
+
+def results_output(function):
+    return nbformat.v4.new_output("display_data", data={probe.MIME: published(function)})
+
+
+def test_the_verdict_replaces_what_the_kernel_left():
+    shown = nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=1)
+    cell = decided(graded_cell(shown, results_output(stable_softmax)))
+    assert [o.output_type for o in cell.outputs] == ["display_data"]  # no partial credit, no data
+    assert probe.MIME not in cell.outputs[0].data
+    cell = decided(graded_cell(shown, results_output(lambda x, axis=-1: x)))
+    assert cell.outputs[0].output_type == "error" and "is wrong" in cell.outputs[0].evalue
+    cell = decided(graded_cell())
+    assert "did not report its results" in cell.outputs[0].evalue
+
+
+def test_an_error_before_the_hidden_check_comes_first():
+    shown = nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=1)
+    error = nbformat.v4.new_output("error", ename="AssertionError", evalue="visible", traceback=[])
+    cell = decided(graded_cell(shown, error))
+    assert [o.output_type for o in cell.outputs] == ["error", "display_data"]
+    assert cell.outputs[0].evalue == "visible"
+
+
+def test_a_class_replay_keeps_the_verdicts_its_workers_wrote():
+    config = Config()
+    config.ReplayExecution.results = "/somewhere"
+    cell = graded_cell()
+    assert decided(cell, config).outputs == []

@@ -41,6 +41,16 @@ LIBRARY: dict[str, tuple[str, ...]] = {
     "attnlib.next_token_loss": ("attnlib.decoder:next_token_loss",),
     "attnlib.filter_logits": ("attnlib.generation:filter_logits",),
     "torch.rms_norm": ("aten.rms_norm", "aten._fused_rms_norm"),
+    "attnlib.local_mask": ("attnlib.sparse_masks:local_mask", "attnlib.sparse_masks:_offsets"),
+    "attnlib.longformer_mask": ("attnlib.sparse_masks:longformer_mask",),
+    "attnlib.sliding_window_attention": ("attnlib.local:sliding_window_attention",
+                                         "attnlib.local:_banded", "attnlib.local:band_blocks"),
+    "attnlib.linear_attention": ("attnlib.linear:linear_attention", "attnlib.linear:_causal_chunked"),
+    "attnlib.attention_weights": ("attnlib.attention:attention_weights",),
+    "attnlib.BertEmbeddings": ("attnlib.bert:BertEmbeddings.forward",),
+    "attnlib.multihead.split_heads": ("attnlib.multihead:split_heads",),
+    "attnlib.attention_flops": ("attnlib.cost:attention_flops",),
+    "attnlib.attention_memory_bytes": ("attnlib.cost:attention_memory_bytes",),
     "torch.autograd.functional.jacobian": ("torch.autograd.functional:jacobian",
                                            "torch.autograd.functional:_autograd_grad"),
     "torch.func.jacrev": ("torch._functorch.eager_transforms:jacrev",
@@ -49,21 +59,17 @@ LIBRARY: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class Raises:
-    """The expected outcome of a case that must raise ``error`` (a class name)."""
-    error: str
-
-
-@dataclass(frozen=True)
 class Case:
     """One call of the learner's function: ``f(*args, **kwargs)``; ``rtol``/``atol``
     override the exercise's tolerances for this case; ``label`` says what is special
-    about it in a failure's message (which shows no input's values)."""
+    about it in a failure's message (which shows no input's values); ``union`` holds
+    more keyword arguments for the reference only."""
     args: tuple
     kwargs: dict = field(default_factory=dict)
     rtol: float | None = None
     atol: float | None = None
     label: str = ""
+    union: dict = field(default_factory=dict)
 
 
 def call_function(function, case: Case):
@@ -76,15 +82,15 @@ class Exercise:
     """One graded exercise: the learner's function ``name`` and how it is checked.
 
     ``cases(rng)`` builds the inputs (both sides, from the same seed);
-    ``reference(*args, **kwargs)`` is the expected result of a case (grader only;
-    :class:`Raises` for an expected error); ``call(function, case)`` runs a case in
+    ``reference(*args, **kwargs, **union)`` is the expected result of a case (grader
+    only); ``call(function, case)`` runs a case in
     the kernel; ``check(case, got)`` (grader only, ``got`` the learner's result as
     numbers, arrays and lists) may add a problem the comparison with the reference
     does not name, as a sentence, or ``None``.
     """
     name: str
     cases: Callable[[np.random.Generator], list[Case]]
-    reference: Callable
+    reference: Callable | None    # None: ``check`` alone decides
     teaches: tuple[str, ...] = ()
     hint: str = ""              # what to write instead of calling what it teaches
     rtol: float = 1e-9
@@ -104,10 +110,10 @@ def tripwire_targets(exercise: Exercise) -> tuple[dict[str, str], dict[str, str]
 
 
 def _collect() -> dict[str, Exercise]:
-    from . import attention, decoder, positional_encoding, softmax
+    from . import attention, decoder, interview, positional_encoding, softmax, sparse_attention
 
     found = {}
-    for module in (softmax, attention, positional_encoding, decoder):
+    for module in (softmax, attention, positional_encoding, decoder, sparse_attention, interview):
         for exercise in module.EXERCISES:
             assert exercise.name not in found, f"two exercises named {exercise.name}"
             found[exercise.name] = exercise

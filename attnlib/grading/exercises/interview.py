@@ -189,7 +189,7 @@ def _classifier_check(case: Case, got) -> str | None:
     if not isinstance(got, list) or len(got) != 4:
         return "the model could not be built, run and trained"
     parameters, logits, changed, grad = got
-    if parameters != vocab * d + d + d * classes + classes:
+    if not isinstance(parameters, int) or parameters != vocab * d + d + d * classes + classes:
         return f"should have {vocab * d + d + d * classes + classes} parameters, got {parameters}"
     if not isinstance(logits, np.ndarray) or logits.shape != (3, classes):
         return f"should give logits of shape (3, {classes})"

@@ -2,10 +2,10 @@
 
 The fixtures (tests/grading/fixtures/verdict_*.ipynb, and the one-cell submission
 one_cell/01_softmax.ipynb) are chapter 01 submissions, each with one attack on the
-verdict path; its first cell says which. None earns a point
-its answers do not deserve: all their answers are wrong, or the work of a library
-function the exercise exists to teach. The unit tests below feed the grader
-malformed data directly.
+verdict path; its first cell says which. None earns a point its answers do not
+deserve: all their answers are wrong, or the work of a library function the
+exercise exists to teach. The unit tests below feed the grader malformed data
+directly.
 """
 
 import base64

@@ -72,6 +72,14 @@ class Case:
     union: dict = field(default_factory=dict)
 
 
+def tensor(array, dtype=None):
+    """The numpy ``array`` as a torch tensor (of ``dtype``, if given)."""
+    import torch
+
+    out = torch.from_numpy(np.ascontiguousarray(array))
+    return out if dtype is None else out.to(dtype)
+
+
 def call_function(function, case: Case):
     """The default call of a case: ``function(*case.args, **case.kwargs)``."""
     return function(*case.args, **case.kwargs)

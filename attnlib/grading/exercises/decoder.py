@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, Exercise
-
-
-def _tensor(array, dtype=None):
-    import torch
-    return torch.from_numpy(np.ascontiguousarray(array)).to(dtype) if dtype else \
-        torch.from_numpy(np.ascontiguousarray(array))
+from . import Case, Exercise, tensor
 
 
 def _loss_cases(rng: np.random.Generator) -> list[Case]:
     import torch
 
-    cases = [Case((_tensor(rng.normal(size=(b, l, v))), _tensor(rng.integers(0, v, size=(b, l)))))
+    cases = [Case((tensor(rng.normal(size=(b, l, v))), tensor(rng.integers(0, v, size=(b, l)))))
              for b, l, v in [(2, 6, 11), (1, 2, 3), (4, 9, 20), (3, 17, 5)]]
     ids = torch.tensor([[0, 1, 2, 3, 4]])
     one_hot = torch.nn.functional.one_hot
@@ -32,8 +26,8 @@ def _loss_reference(logits, input_ids):
 
 
 def _top_p_cases(rng: np.random.Generator) -> list[Case]:
-    cases = [Case((_tensor(np.array([2.0, 1.0, 0.5, 0.0, -1.0])), 0.8))]
-    cases += [Case((_tensor(rng.normal(size=shape) * 2), p)) for shape, p in
+    cases = [Case((tensor(np.array([2.0, 1.0, 0.5, 0.0, -1.0])), 0.8))]
+    cases += [Case((tensor(rng.normal(size=shape) * 2), p)) for shape, p in
               [((4, 30), 0.5), ((2, 3, 50), 0.95), ((7,), 0.3), ((3, 10), 1.0), ((5, 20), 1e-4),
                ((6, 10), 1e-6)]]
     return cases
@@ -45,9 +39,9 @@ def _top_p_reference(logits, p):
 
 
 def _cache_cases(rng: np.random.Generator) -> list[Case]:
-    return [Case(tuple(_tensor(rng.normal(size=(2, 3, 6, 4))) for _ in range(3)),
+    return [Case(tuple(tensor(rng.normal(size=(2, 3, 6, 4))) for _ in range(3)),
                  label="one step after a cache of 5"),
-            Case(tuple(_tensor(rng.normal(size=(1, 2, 9, 8))) for _ in range(3)),
+            Case(tuple(tensor(rng.normal(size=(1, 2, 9, 8))) for _ in range(3)),
                  label="9 steps from an empty cache")]
 
 
@@ -78,8 +72,8 @@ def _repeat_cases(rng: np.random.Generator) -> list[Case]:
     import torch
 
     heads = torch.arange(3.0, dtype=torch.float64).reshape(1, 3, 1, 1).expand(2, 3, 4, 2)
-    return [Case((_tensor(rng.normal(size=(1, 2, 5, 4))), 3)), Case((heads, 2)),
-            Case((heads, 1)), Case((_tensor(rng.normal(size=(3, 4, 7, 5))), 4))]
+    return [Case((tensor(rng.normal(size=(1, 2, 5, 4))), 3)), Case((heads, 2)),
+            Case((heads, 1)), Case((tensor(rng.normal(size=(3, 4, 7, 5))), 4))]
 
 
 def _repeat_reference(x, n_rep):
@@ -89,7 +83,7 @@ def _repeat_reference(x, n_rep):
 def _rms_cases(rng: np.random.Generator) -> list[Case]:
     import torch
 
-    cases = [Case((_tensor(rng.normal(size=shape) * 5 + 2), _tensor(rng.normal(size=shape[-1]))),
+    cases = [Case((tensor(rng.normal(size=shape) * 5 + 2), tensor(rng.normal(size=shape[-1]))),
                   {"eps": eps}) for shape in [(2, 5, 8), (3,), (4, 16), (2, 3, 4, 6)]
              for eps in (1e-6, 0.5)]
     return cases + [Case((torch.full((1, 4), 3.0, dtype=torch.float64),

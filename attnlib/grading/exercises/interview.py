@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from . import Case, Exercise
+from . import Case, Exercise, tensor
 from .attention import SDPA
 
 
@@ -50,19 +50,14 @@ def _weights_reference(q, k):
     return attnlib.scaled_dot_product_attention(q, k, k, return_weights=True)[1]
 
 
-def _torch(array, dtype=None):
-    import torch
-    return torch.from_numpy(np.ascontiguousarray(array)).to(dtype or torch.float64)
-
-
 def _fixed_cases(rng: np.random.Generator) -> list[Case]:
     import torch
 
-    cases = [Case((_torch(rng.normal(size=(2, 4, 8)), torch.float32), _torch(rng.normal(size=(2, 6, 8)), torch.float32),
-                   _torch(rng.normal(size=(2, 6, 8)), torch.float32)), rtol=1.3e-6, atol=1e-5)]
+    cases = [Case(tuple(tensor(rng.normal(size=shape), torch.float32)
+                        for shape in [(2, 4, 8), (2, 6, 8), (2, 6, 8)]), rtol=1.3e-6, atol=1e-5)]
     for sq, sk, dv in [((5, 16), (7, 16), 3), ((2, 3, 5, 4), (2, 3, 9, 4), 6), ((1, 1, 1, 2), (1, 1, 4, 2), 2)]:
-        cases.append(Case((_torch(rng.normal(size=sq)), _torch(rng.normal(size=sk)),
-                           _torch(rng.normal(size=(*sk[:-1], dv))))))
+        cases.append(Case((tensor(rng.normal(size=sq)), tensor(rng.normal(size=sk)),
+                           tensor(rng.normal(size=(*sk[:-1], dv))))))
     return cases
 
 
@@ -129,7 +124,7 @@ def _split_cases(rng: np.random.Generator) -> list[Case]:
 
     positions = (100 * torch.arange(6)[:, None] + torch.arange(8)).float()[None]
     return [Case((positions, 2), label="every head holds all positions, in order")] + [
-        Case((_torch(rng.normal(size=shape), torch.float32), h))
+        Case((tensor(rng.normal(size=shape), torch.float32), h))
         for shape, h in [((2, 5, 12), 3), ((3, 1, 4), 4), ((1, 7, 9), 1), ((2, 4, 16), 8)]]
 
 

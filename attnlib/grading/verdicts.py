@@ -115,6 +115,10 @@ def describe(value) -> str:
     if isinstance(value, np.ndarray) or type(value).__name__ == "Tensor":
         dtype = str(value.dtype).replace("torch.", "")
         return f"an array of shape {tuple(value.shape)}" + ("" if dtype == "float64" else f" ({dtype})")
+    if callable(value):
+        return f"a {type(value).__name__}"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, np.ndarray) for v in value):
+        return f"a list of {len(value)} arrays"
     return repr(value)
 
 
@@ -170,6 +174,18 @@ def compare(got: tuple, expected, rtol: float, atol: float) -> str | None:
     raise TypeError(f"no comparison for a reference of type {type(expected).__name__}")
 
 
+def raised(case: Case, got: tuple) -> str | None:
+    """What is wrong with ``got`` for a case that must raise ``case.raises``, or ``None``."""
+    if got[0] != "raised":
+        return f"should raise a {case.raises}, but returned"
+    names, message = got[1]
+    if case.raises not in names:
+        return f"should raise a {case.raises}, raised {names[0]}: {message}"
+    if case.naming not in message:
+        return f"should raise a {case.raises} that names {case.naming}, got: {message}"
+    return None
+
+
 def plain(got: tuple):
     """A read value without its kinds: numbers, arrays and lists of them."""
     kind, value = got
@@ -189,14 +205,16 @@ def verdict(exercise: Exercise, seed: int, data) -> str | None:
     for case, got in zip(cases, results):
         rtol = exercise.rtol if case.rtol is None else case.rtol
         atol = exercise.atol if case.atol is None else case.atol
-        if got[0] == "raised":
+        if case.raises:
+            problem = raised(case, got)
+        elif got[0] == "raised":
             problem = f"raised {got[1][0][0]}: {got[1][1]}"
         elif exercise.reference is not None:
             expected = exercise.reference(*case.args, **case.kwargs, **case.union)
             problem = compare(got, expected, rtol, atol)
         else:
             problem = None
-        if problem is None and exercise.check is not None:
+        if problem is None and exercise.check is not None and not case.raises:
             problem = exercise.check(case, plain(got))
         if problem:
             return f"{signature(exercise, case)} {problem}"

@@ -13,6 +13,7 @@ libraries stays allowed).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -55,6 +56,22 @@ LIBRARY: dict[str, tuple[str, ...]] = {
                                            "torch.autograd.functional:_autograd_grad"),
     "torch.func.jacrev": ("torch._functorch.eager_transforms:jacrev",
                           "torch._functorch.eager_transforms:jacfwd"),
+    "torch.autograd.grad": ("torch.autograd:grad", "torch.autograd:backward"),
+    "attnlib.MultiHeadAttention": ("attnlib.multihead:MultiHeadAttention.forward",),
+    "torch.nn.MultiheadAttention": ("torch.nn.modules.activation:MultiheadAttention.forward",
+                                    "torch.nn.functional:multi_head_attention_forward",
+                                    "aten._native_multi_head_attention"),
+    "attnlib.TransformerEncoderLayer": ("attnlib.encoder:TransformerEncoderLayer.forward",),
+    "torch.nn.TransformerEncoderLayer": ("torch.nn.modules.transformer:TransformerEncoderLayer.forward",
+                                         "aten._transformer_encoder_layer_fwd"),
+    "torch.nn.functional.unfold": ("torch.nn.functional:unfold", "aten.im2col"),
+    "attnlib.BertMLMHead": ("attnlib.bert:BertMLMHead.forward", "attnlib.bert:BertForMaskedLM.forward"),
+    "attnlib.mask_tokens": ("attnlib.bert:mask_tokens",),
+    "attnlib.BertModel": ("attnlib.bert:init_bert_weights",),  # every BertModel built calls it
+    "attnlib.chunked_attention": ("attnlib.chunked:chunked_attention", "attnlib.chunked:_chunked_plain",
+                                  "attnlib.chunked:_chunked_torch"),
+    "attnlib.causal_blocks": ("attnlib.chunked:causal_blocks",),
+    "attnlib.crossover_length": ("attnlib.cost:crossover_length",),
 }
 
 
@@ -63,13 +80,17 @@ class Case:
     """One call of the learner's function: ``f(*args, **kwargs)``; ``rtol``/``atol``
     override the exercise's tolerances for this case; ``label`` says what is special
     about it in a failure's message (which shows no input's values); ``union`` holds
-    more keyword arguments for the reference only."""
+    more keyword arguments for the reference (which an exercise's own ``call`` may
+    read too); ``raises`` names the exception class the call must raise instead of
+    returning, and ``naming`` a word its message must contain."""
     args: tuple
     kwargs: dict = field(default_factory=dict)
     rtol: float | None = None
     atol: float | None = None
     label: str = ""
     union: dict = field(default_factory=dict)
+    raises: str = ""
+    naming: str = ""
 
 
 def tensor(array, dtype=None):
@@ -78,6 +99,30 @@ def tensor(array, dtype=None):
 
     out = torch.from_numpy(np.ascontiguousarray(array))
     return out if dtype is None else out.to(dtype)
+
+
+@contextlib.contextmanager
+def torch_seeded(rng: np.random.Generator):
+    """While the block runs, torch's random state is seeded from ``rng``; the caller's
+    (the notebook's) random state is put back afterwards."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(int(rng.integers(2**31)))
+        yield
+
+
+def traced_peak(function, *args):
+    """``(function(*args), the peak of the Python memory allocated meanwhile, in bytes)``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = function(*args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return out, peak
 
 
 def call_function(function, case: Case):
@@ -118,10 +163,12 @@ def tripwire_targets(exercise: Exercise) -> tuple[dict[str, str], dict[str, str]
 
 
 def _collect() -> dict[str, Exercise]:
-    from . import attention, decoder, interview, positional_encoding, softmax, sparse_attention
+    from . import (attention, bert, decoder, interview, multi_head_attention, positional_encoding,
+                   quadratic_cost, softmax, sparse_attention)
 
     found = {}
-    for module in (softmax, attention, positional_encoding, decoder, sparse_attention, interview):
+    for module in (softmax, attention, positional_encoding, multi_head_attention, bert, decoder,
+                   quadratic_cost, sparse_attention, interview):
         for exercise in module.EXERCISES:
             assert exercise.name not in found, f"two exercises named {exercise.name}"
             found[exercise.name] = exercise

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from . import Case, Exercise, tensor
+from . import Case, Exercise, tensor, torch_seeded
 from .attention import SDPA
 
 
@@ -73,8 +73,7 @@ def _bert_cases(rng: np.random.Generator) -> list[Case]:
 
     config = attnlib.BertConfig(vocab_size=30, hidden_size=24, num_layers=2, num_heads=3,
                                 intermediate_size=48, max_position_embeddings=20, type_vocab_size=2)
-    with torch.random.fork_rng(), torch.no_grad():  # the notebook's random state is left as it was
-        torch.manual_seed(int(rng.integers(2**31)))
+    with torch_seeded(rng), torch.no_grad():
         model = attnlib.BertModel(config).eval()
         for parameter in model.embeddings.parameters():   # non-trivial LayerNorm and embeddings
             parameter.add_(0.1 * torch.randn_like(parameter))

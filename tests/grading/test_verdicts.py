@@ -94,6 +94,27 @@ def test_a_right_answer_passes_and_a_wrong_one_names_the_input():
     assert message.startswith("stable_softmax(an array of shape (3,)) is wrong")
 
 
+def split_heads_np(x, n_heads):
+    b, length, e = x.shape
+    if e % n_heads:
+        raise ValueError(f"E={e} is not divisible by n_heads={n_heads}")
+    return x.reshape(b, length, n_heads, e // n_heads).transpose(0, 2, 1, 3)
+
+
+@pytest.mark.parametrize("function, problem", [
+    (split_heads_np, None),
+    (lambda x, n_heads: split_heads_np(x, n_heads if x.shape[-1] % n_heads == 0 else 1),
+     "should raise a ValueError, but returned"),
+    (lambda x, n_heads: split_heads_np(x, n_heads) if x.shape[-1] % n_heads == 0 else x.reshape(-1, 3),
+     "should raise a ValueError that names n_heads"),
+    (lambda x, n_heads: split_heads_np(x, n_heads) if x.shape[-1] % n_heads == 0 else {}[n_heads],
+     "should raise a ValueError, raised KeyError"),
+])
+def test_a_case_that_must_raise_is_decided_by_the_error_and_its_message(function, problem):
+    message = verdict(EXERCISES["split_heads_np"], 7, published(function, "split_heads_np", 7))
+    assert message is None if problem is None else problem in message, message
+
+
 @pytest.mark.parametrize("delegate, named", [
     (lambda x, axis=-1: attnlib.softmax(x, axis=axis), "attnlib.softmax"),
     (lambda x, axis=-1: np.exp(attnlib.log_softmax(x, axis=axis)), "attnlib.log_softmax"),

@@ -73,12 +73,13 @@ def _head_cases(rng: np.random.Generator) -> list[Case]:
         ids = tensor(rng.integers(0, 25, size=(b, length)))
         with torch.no_grad():
             hidden = model.bert(ids).last_hidden_state
-        cases.append(Case((hidden, head.dense, head.norm, words, head.bias), union={"model": model, "ids": ids}))
+        cases.append(Case((hidden, head.dense, head.norm, words, head.bias),
+                          union={"model": model, "ids": ids}))
     changed = words.detach().clone()
     changed[3] += 1.0 + tensor(rng.normal(size=12))
     return cases + [Case((tensor(rng.normal(size=(1, 2, 12))), head.dense, head.norm, words.detach().clone(),
                           head.bias), union={"model": model, "changed": changed},
-                         label="then with row 3 of word_embeddings changed: only the logit of word 3 may change")]
+                         label="then with row 3 of word_embeddings changed: only word 3's logit may change")]
 
 
 def _head_call(function, case: Case):
@@ -104,7 +105,8 @@ def _tied(case: Case, got) -> str | None:
     if "changed" not in case.union:
         return None
     before, after = got
-    if not (np.abs(before[..., 3] - after[..., 3]).max() > 1e-6 and np.array_equal(before[..., :3], after[..., :3])):
+    moved = np.abs(before[..., 3] - after[..., 3]).max() > 1e-6
+    if not (moved and np.array_equal(before[..., :3], after[..., :3])):
         return "the logit of word 3 must come from row 3 of word_embeddings, and only from it"
     return None
 
@@ -264,7 +266,8 @@ EXERCISES = [
     Exercise("mlm_head_logits", _head_cases, _head_reference, rtol=1e-7, atol=1e-7, call=_head_call,
              check=_tied, teaches=("attnlib.BertMLMHead",),
              hint="dense, GELU and norm, then multiply by word_embeddings transposed and add the bias"),
-    Exercise("mlm_mask", _mask_cases, None, call=_mask_call, check=_mask_check, teaches=("attnlib.mask_tokens",),
+    Exercise("mlm_mask", _mask_cases, None, call=_mask_call, check=_mask_check,
+             teaches=("attnlib.mask_tokens",),
              hint="draw the selection, then one uniform number per token for the 80/10/10 split"),
     Exercise("mlm_loss_and_accuracy", _loss_cases, _loss_reference, rtol=1e-7, atol=1e-7,
              call=_loss_call, check=_loss_check),

@@ -42,7 +42,9 @@ def _torch_mha(rng: np.random.Generator, e: int, h: int):
     return module
 
 
-def _mha_case(rng, module, x, h, mask=None, torch_masks=None, label=""):
+def _mha_case(module, x, h, mask=None, torch_masks=None, label=""):
+    """A case of ``mha_forward``: ``x`` and the module's weights as numpy arrays; the module
+    and its masks (True = may *not* attend) for the reference."""
     weights = tuple(p.detach().numpy() for p in (module.in_proj_weight, module.in_proj_bias,
                                                  module.out_proj.weight, module.out_proj.bias))
     return Case((x, *weights, h), {} if mask is None else {"mask": mask}, label=label,
@@ -52,7 +54,7 @@ def _mha_case(rng, module, x, h, mask=None, torch_masks=None, label=""):
 def _mha_cases(rng: np.random.Generator) -> list[Case]:
     import torch
 
-    cases = [_mha_case(rng, _torch_mha(rng, e, h), rng.normal(size=(b, length, e)), h)
+    cases = [_mha_case(_torch_mha(rng, e, h), rng.normal(size=(b, length, e)), h)
              for e, h, b, length in [(12, 3, 3, 6), (12, 1, 2, 4), (16, 16, 1, 3), (6, 2, 2, 1)]]
     module, x = _torch_mha(rng, 12, 3), rng.normal(size=(3, 6, 12))
     keep = np.arange(6) < np.array([6, 2, 4])[:, None]                      # (B, L) True = token
@@ -60,10 +62,10 @@ def _mha_cases(rng: np.random.Generator) -> list[Case]:
     per_head = rng.random((3, 3, 6, 6)) < 0.6
     per_head[..., 0] = True
     return cases + [
-        _mha_case(rng, module, x, 3, keep[:, None, None, :], {"key_padding_mask": torch.from_numpy(~keep)},
+        _mha_case(module, x, 3, keep[:, None, None, :], {"key_padding_mask": torch.from_numpy(~keep)},
                   "a key padding mask (B, 1, 1, L)"),
-        _mha_case(rng, module, x, 3, causal, {"attn_mask": torch.from_numpy(~causal)}, "a causal mask (L, L)"),
-        _mha_case(rng, module, x, 3, per_head, {"attn_mask": torch.from_numpy(~per_head.reshape(9, 6, 6))},
+        _mha_case(module, x, 3, causal, {"attn_mask": torch.from_numpy(~causal)}, "a causal mask (L, L)"),
+        _mha_case(module, x, 3, per_head, {"attn_mask": torch.from_numpy(~per_head.reshape(9, 6, 6))},
                   "a per-head mask (B, H, L, L)")]
 
 

@@ -152,9 +152,19 @@ def _within(count: int, total: int, p: float, what: str) -> str | None:
     return None
 
 
+def _one_mask(result) -> bool:
+    """Whether ``result`` has the form of one of :func:`_mask_call`'s results."""
+    return (isinstance(result, list) and len(result) == 3 and isinstance(result[2], bool)
+            and all(isinstance(a, np.ndarray) for a in result[:2]))
+
+
 def _mask_check(case: Case, got) -> str | None:
     ids, vocab, mask_id = case.args[0].numpy(), case.kwargs["vocab_size"], case.kwargs["mask_id"]
     special = list(case.kwargs["special_ids"])
+    runs = got if "seeds" in case.union else [got]
+    if not (isinstance(runs, list) and len(runs) == (3 if "seeds" in case.union else 1)
+            and all(_one_mask(run) for run in runs)):
+        return "should return (inputs, labels), two tensors"
     if "seeds" in case.union:
         first, again, other = got
         if not all(np.array_equal(a, b) for a, b in zip(first, again)):

@@ -9,6 +9,9 @@ nbgrader's ``Execute``: in a bubblewrap sandbox (no network, read-only system, n
 of the grader's environment, only a size-limited scratch folder writable) with
 memory, process, CPU-time and time limits, surviving crashes and endless loops, and
 scoring 0 a notebook that tampers with the checks.
+The hidden checks are then decided in this process, not in the kernel:
+``attnlib.grading.verdicts.DecideVerdicts`` compares what each hidden check
+published with references it computes itself.
 Feedback (``nbgrader generate_feedback``) leaves out the hidden tests and the
 tracebacks that quote them: ``attnlib.grading.feedback.HideHiddenTests``.
 """
@@ -23,8 +26,9 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "chapters"
 
 # Autograding gives the instructor's cells back their type and metadata and puts back
-# deleted exercises before nbgrader puts back their tests, and runs the submission with
-# GradingExecute (the rest is nbgrader's default).
+# deleted exercises before nbgrader puts back their tests, runs the submission with
+# GradingExecute and decides the hidden checks with DecideVerdicts (the rest is
+# nbgrader's default).
 c.Autograde.sanitize_preprocessors = [
     "attnlib.grading.restore_cells.RepairCells",
     "nbgrader.preprocessors.ClearOutput",
@@ -36,6 +40,7 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.Autograde.autograde_preprocessors = [
     "attnlib.grading.execute.GradingExecute",
+    "attnlib.grading.verdicts.DecideVerdicts",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

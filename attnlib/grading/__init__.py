@@ -14,9 +14,14 @@ A learner's notebook travels through these modules, in this order:
    crashes and endless loops.
 4. Around every test cell, :mod:`.tamper_checks` (code that runs *inside* the
    learner's kernel) fingerprints what the checks rely on; a change scores 0.
-5. nbgrader records the points; :mod:`.grade_one` turns them and the outcomes
+   The hidden part of a test cell calls :mod:`.probe` (in the kernel too): it
+   calls the learner's function on the inputs of its exercise (:mod:`.exercises`)
+   and publishes the results as plain data.
+5. :mod:`.verdicts`, back in the grader's process, compares those results with
+   references it computes itself and writes each hidden check's verdict.
+6. nbgrader records the points; :mod:`.grade_one` turns them and the outcomes
    into a report: a table, or JSON.
-6. ``nbgrader generate_feedback`` writes the learner's feedback without the
+7. ``nbgrader generate_feedback`` writes the learner's feedback without the
    hidden tests: :mod:`.feedback`.
 
 :mod:`.limits` owns every limit's default and the kinds of outcome. ``import

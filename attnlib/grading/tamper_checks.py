@@ -27,7 +27,9 @@ calls inside the kernel:
 A difference means tampering: the grader scores the notebook 0 and says what
 changed. This is a tripwire, not a wall: code that rewrites the interpreter's
 memory (ctypes) can fool any check made inside the same process; the
-autograded notebook keeps the evidence for the instructor.
+autograded notebook keeps the evidence for the instructor. The hidden checks do
+not rely on it: :mod:`.verdicts` decides them in the grader's process, from the
+results :mod:`.probe` publishes; what this module finds explains what happened.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``python -m attnlib.data.train_checkpoints`` trains, with the settings below (fixed
 seeds and step counts, on one CPU thread), the two language models of the decoder
 chapter (about 3 minutes each), written as ``lm_mha.pt`` and ``lm_gqa.pt``, and the
-tiny BERT of chapter 05 (under a minute), written as ``bert.pt``, next to this file;
+tiny BERT of chapter 05 (about a minute), written as ``bert.pt``, next to this file;
 ``load_checkpoint`` and ``load_bert_checkpoint`` read them back. ``--steps N --out
 FOLDER`` makes a quick trial run elsewhere. The chapters import the same settings,
 data and helpers, so what they show is what was trained.
@@ -217,10 +217,7 @@ def checkpoint_path(kv_heads: str, folder: Path = HERE) -> Path:
 def load_checkpoint(kv_heads: str = "mha", folder: Path = HERE) -> tuple[CausalLM, list[float]]:
     """``(model, losses)``: the model ``kv_heads`` (``"mha"`` or ``"gqa"``) saved in ``folder``
     (by default the shipped one), in eval mode, and its training loss at every step."""
-    saved = torch.load(checkpoint_path(kv_heads, folder), weights_only=True)
-    model = CausalLM(DecoderConfig(**saved["config"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), saved["losses"]
+    return _load(CausalLM, DecoderConfig, checkpoint_path(kv_heads, folder))
 
 
 def bert_checkpoint_path(folder: Path = HERE) -> Path:
@@ -230,8 +227,16 @@ def bert_checkpoint_path(folder: Path = HERE) -> Path:
 def load_bert_checkpoint(folder: Path = HERE) -> tuple[BertForMaskedLM, list[float]]:
     """``(model, losses)``: chapter 05's BERT saved in ``folder`` (by default the shipped
     one), in eval mode, and its training loss at every step."""
-    saved = torch.load(bert_checkpoint_path(folder), weights_only=True)
-    model = BertForMaskedLM(BertConfig(**saved["config"]))
+    return _load(BertForMaskedLM, BertConfig, bert_checkpoint_path(folder))
+
+
+def _save(model, losses: list[float], path: Path) -> None:
+    torch.save({"config": asdict(model.config), "state_dict": model.state_dict(), "losses": losses}, path)
+
+
+def _load(model_class, config_class, path: Path):
+    saved = torch.load(path, weights_only=True)
+    model = model_class(config_class(**saved["config"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval(), saved["losses"]
 
@@ -255,8 +260,7 @@ def main(argv=None) -> None:
             config = lm_config(tokenizer.vocab_size, kv_heads)
             warmup = min(TRAINING["warmup"], max(1, steps // 10))   # a short run warms up briefly
             model, losses = train_lm(config, train_ids, steps=steps, warmup=warmup)
-            torch.save({"config": asdict(config), "state_dict": model.state_dict(),
-                        "losses": losses}, checkpoint_path(kv_heads, args.out))
+            _save(model, losses, checkpoint_path(kv_heads, args.out))
             print(f"{kv_heads}: final loss {losses[-1]:.3f}, held-out perplexity "
                   f"{perplexity(model, valid_ids):.3f}, {time.perf_counter() - start:.0f} s")
     if "bert" in args.models:
@@ -266,8 +270,7 @@ def main(argv=None) -> None:
         steps = args.steps or BERT_TRAINING["steps"]
         warmup = min(BERT_TRAINING["warmup"], max(1, steps // 10))
         model, losses = train_bert(config, tokenizer, train, steps=steps, warmup=warmup)
-        torch.save({"config": asdict(config), "state_dict": model.state_dict(),
-                    "losses": losses}, bert_checkpoint_path(args.out))
+        _save(model, losses, bert_checkpoint_path(args.out))
         predictions, targets = masked_predictions(model, tokenizer, valid)
         print(f"bert: final loss {losses[-1]:.3f}, held-out masked-token accuracy "
               f"{(predictions == targets).float().mean().item():.3f}, {time.perf_counter() - start:.0f} s")

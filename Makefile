@@ -5,8 +5,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
 JB_FLAGS := -W -n --keep-going
+CACHE  := _build/.jupyter_cache
+EXECUTED := $(CACHE)/.executed
 
-.PHONY: setup book book-student test chapters clean
+.PHONY: setup execute book book-student test chapters clean
 .DEFAULT_GOAL := book
 
 $(READY): pyproject.toml requirements-lock.txt
@@ -18,10 +20,20 @@ $(READY): pyproject.toml requirements-lock.txt
 
 setup: $(READY)
 
-book: $(READY)
+# jupyter-book runs the chapters one after the other. Before it, whenever a chapter changed,
+# jupyter-cache runs those whose code changed one per core, into the cache the build reads.
+$(EXECUTED): $(READY) $(wildcard chapters/*/*.ipynb)
+	mkdir -p $(CACHE)
+	$(BIN)/jcache notebook -p $(CACHE) add chapters/*/*.ipynb
+	$(BIN)/jcache project -p $(CACHE) execute --executor local-parallel --timeout 300
+	touch $@
+
+execute: $(EXECUTED)
+
+book: execute
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 
-book-student: $(READY)
+book-student: execute
 	BOOK_EDITION=student $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/student
 
 test: $(READY)

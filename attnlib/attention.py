@@ -14,6 +14,7 @@ gets zero weights and a zero output, never NaN. The torch fast path calls
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,7 +93,7 @@ def _sdpa_torch(q, k, v, keep, scale, is_causal):
     (so neither values nor gradients become NaN) and their output is then
     replaced by zeros.
     """
-    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     q, k, v = (t.expand(*batch, *t.shape[-2:]) for t in (q, k, v))
     if is_causal:  # top-left causal: every query sees key 0, no empty rows
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)

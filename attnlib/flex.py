@@ -27,6 +27,7 @@ import functools
 import shutil
 import time
 
+import numpy as np
 import torch
 
 __all__ = ["BACKENDS", "check_backend", "flex_available", "flex_masked_attention",
@@ -89,7 +90,7 @@ def flex_masked_attention(q, k, v, pattern: str, params: tuple, *, scale: float)
     Returns:
         ``out`` of shape ``(..., Lq, dv)``, the dtype of ``q``. A query with no key gives zeros.
     """
-    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     lq, lk = q.shape[-2], k.shape[-2]
     q4, k4, v4 = (t.expand(*batch, *t.shape[-2:]).reshape(-1, 1, *t.shape[-2:]) for t in (q, k, v))
     mask = _block_mask(pattern, params, lq, lk)

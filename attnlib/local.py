@@ -239,7 +239,7 @@ def blocked_attention(qb, kb, vb, keep, scale):
     """
     if not isinstance(qb, torch.Tensor):
         return scaled_dot_product_attention(qb, kb, vb, mask=keep, scale=scale)
-    batch = torch.broadcast_shapes(qb.shape[:-3], kb.shape[:-3], vb.shape[:-3])
+    batch = np.broadcast_shapes(qb.shape[:-3], kb.shape[:-3], vb.shape[:-3])
     lead = keep.ndim - 3
     inner = batch[len(batch) - lead:]                    # batch dims the mask varies over
     nb, b = qb.shape[-3], qb.shape[-2]

@@ -80,6 +80,16 @@ def random_windows(ids, batch_size: int, length: int, generator: torch.Generator
     return torch.stack([ids[s:s + length] for s in starts.tolist()])
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, schedule) -> float:
+    """One training step from the scalar ``loss``: gradients, the update, the learning-rate
+    schedule. Returns the loss as a float."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    schedule.step()
+    return loss.item()
+
+
 def train_lm(config: DecoderConfig, train_ids, *, steps: int = TRAINING["steps"],
              batch_size: int = TRAINING["batch_size"], lr: float = TRAINING["lr"],
              warmup: int = TRAINING["warmup"], seed: int = TRAINING["seed"]):
@@ -99,11 +109,7 @@ def train_lm(config: DecoderConfig, train_ids, *, steps: int = TRAINING["steps"]
     for _ in range(steps):
         batch = random_windows(train_ids, batch_size, config.max_positions, generator)
         loss = next_token_loss(model(batch), batch)        # teacher forcing: every position at once
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, opt, schedule))
     return model.eval(), losses
 
 
@@ -171,11 +177,7 @@ def train_bert(config: BertConfig, tokenizer: WordTokenizer, train: dict, *,
         chosen = labels != IGNORE_INDEX                     # logits only where there is a label
         logits = model.head(hidden[chosen], model.bert.embeddings.word_embeddings.weight)
         loss = torch.nn.functional.cross_entropy(logits, labels[chosen])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, opt, schedule))
     return model.eval(), losses
 
 

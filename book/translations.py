@@ -1,0 +1,237 @@
+"""The book in other languages: one source, the prose translated through gettext catalogs.
+
+    python book/translations.py extract OUT    the English messages, one .pot per page, into OUT
+    python book/translations.py update         locales/<lang>/LC_MESSAGES/*.po follow the English
+    python book/translations.py check          fail on any message that is new, changed (fuzzy),
+                                               untranslated or mangled, naming its file
+    python book/translations.py build LANG OUT the site in LANG into OUT (warnings are errors)
+
+Only prose is translated. Code cells, outputs, math blocks and the API reference's
+docstrings are not messages at all (``book/_ext/languages.py`` marks them so).
+
+A translation must keep what a reader copies or a build resolves: inline math, code
+spans, link targets, the targets of roles such as ``{term}`` and ``{ref}`` (their
+text may change: ``{term}`注意力 <attention>```), footnote labels and numbers. And
+where the English uses one of the central terms of the glossary, the translation
+uses the glossary's Chinese for it: the glossary is the single source of the pairs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCALES = ROOT / "locales"
+LANGUAGES = ("zh_CN",)
+GLOSSARY = ROOT / "book" / "glossary.md"
+
+# The glossary terms whose translation every page must use. English forms are matched
+# as whole words, case-insensitively, plurals included; the Chinese comes from the glossary.
+CENTRAL_TERMS = (
+    "attention", "self-attention", "cross-attention", "query", "scaled dot-product attention",
+    "positional encoding", "multi-head attention", "mask", "padding mask", "causal mask",
+    "KV cache", "temperature", "encoder", "decoder", "residual connection",
+    "layer normalization", "feed-forward network", "perplexity", "teacher forcing",
+    "greedy decoding", "nucleus sampling", "multi-query attention", "grouped-query attention",
+    "sparse attention", "sliding window attention", "linear attention", "online softmax",
+    "masked language model", "causal language model", "relative position", "tokenizer",
+)
+
+# Spans a translation keeps unchanged, in the order they are cut out of a message.
+ROLE = re.compile(r"\{([\w:.-]+)\}`([^`]*)`")
+CODE = re.compile(r"(`+)(.+?)\1", re.S)
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
+LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>\s]+)>")
+FOOTNOTE = re.compile(r"\[\^[^\]]+\]")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+
+
+def role_target(role: str, content: str) -> str:
+    """The part of a role that must survive translation: an explicit ``<target>`` or,
+    for a cross-reference written without one, its whole text (its text is its target)."""
+    found = re.search(r"<([^<>]+)>\s*$", content)
+    return found.group(1) if found else content
+
+
+def protected(message: str) -> tuple[dict[str, list[str]], str]:
+    """``(spans, prose)``: the spans of ``message`` a translation must keep, by kind,
+    and what is left once they are cut out (the prose the terms are looked for in)."""
+    spans: dict[str, list[str]] = {}
+
+    def cut(kind, pattern, text, keep):
+        spans[kind] = sorted(keep(m) for m in pattern.finditer(text))
+        return pattern.sub(" ", text)
+
+    prose = cut("role", ROLE, message, lambda m: f"{{{m[1]}}}{role_target(m[1], m[2])}")
+    prose = cut("code", CODE, prose, lambda m: m[2])
+    prose = cut("math", MATH, prose, lambda m: m[0])
+    prose = cut("link", LINK, prose, lambda m: m[1] or m[2])
+    prose = cut("footnote", FOOTNOTE, prose, lambda m: m[0])
+    spans["number"] = sorted(set(NUMBER.findall(prose)))
+    return spans, prose
+
+
+def glossary_pairs(path: Path = GLOSSARY) -> dict[str, str]:
+    """``{english: chinese}`` for each glossary entry given in both languages."""
+    block = path.read_text(encoding="utf-8").split("```{glossary}", 1)[1].split("```", 1)[0]
+    pairs = {}
+    for entry in re.split(r"\n\s*\n", block.strip("\n")):
+        names = [line for line in entry.splitlines() if line and not line[0].isspace()]
+        if len(names) == 2:
+            pairs[names[0]] = names[1]
+    return pairs
+
+
+def english_form(term: str) -> re.Pattern:
+    """Whole-word pattern for ``term`` and its plural ("query" finds "queries")."""
+    words = [re.escape(w) for w in term.split()]
+    last = words[-1]
+    plural = last[:-1] + "(?:y|ies)" if last.endswith("y") else last + "(?:e?s)?"
+    if term == "mask":
+        plural = "mask(?:s|ed|ing)?"
+    return re.compile(r"(?<![\w-])" + r"[\s-]+".join(words[:-1] + [plural]) + r"(?![\w-])",
+                      re.I)
+
+
+def problems(msgid: str, msgstr: str, terms: dict[str, str]) -> list[str]:
+    """What is wrong with ``msgstr`` as a translation of ``msgid`` (empty when nothing)."""
+    found = []
+    want, english = protected(msgid)
+    got, chinese = protected(msgstr)
+    for kind in want:
+        if want[kind] != got[kind]:
+            missing = sorted(set(want[kind]) - set(got[kind]))
+            extra = sorted(set(got[kind]) - set(want[kind]))
+            found.append(f"{kind} spans differ: missing {missing}, unexpected {extra}")
+    for term, chinese_term in terms.items():
+        if english_form(term).search(english) and chinese_term not in chinese:
+            found.append(f"the English says {term!r}: the translation must use {chinese_term!r}")
+    return found
+
+
+def central_terms() -> dict[str, str]:
+    """``{english: chinese}`` of the central terms, read from the glossary."""
+    pairs = glossary_pairs()
+    missing = [t for t in CENTRAL_TERMS if t not in pairs]
+    if missing:
+        raise ValueError(f"CENTRAL_TERMS: no Chinese in the glossary for {missing}")
+    return {t: pairs[t] for t in CENTRAL_TERMS}
+
+
+def sphinx(builder: str, out: Path, language: str = "en", **overrides) -> int:
+    """Build the book with ``builder`` into ``out`` as ``jupyter-book build`` does
+    (its configuration, its table of contents, warnings as errors), in ``language``.
+    Returns the exit status."""
+    from jupyter_book.sphinx import build_sphinx
+
+    config = {"external_toc_path": str(ROOT / "_toc.yml"), "nitpicky": True,
+              "latex_individualpages": False,
+              "language": language, **overrides}
+    return build_sphinx(ROOT, out, noconfig=True, path_config=str(ROOT / "_config.yml"),
+                        confoverrides=config, doctreedir=out.parent / f".doctrees-{language}",
+                        builder=builder, warningiserror=True, keep_going=True)
+
+
+def extract(out: Path) -> int:
+    """Write the English messages, one ``.pot`` per page, into ``out``."""
+    # outputs are never messages, so the notebooks need not run
+    return sphinx("gettext", out, nb_execution_mode="off")
+
+
+def read(path: Path):
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as f:
+        return read_po(f)
+
+
+def check(templates: Path, locales: Path = LOCALES) -> list[str]:
+    """One line per problem of the catalogs in ``locales`` against the English
+    messages in ``templates``: new, changed (fuzzy), untranslated, mangled or stale."""
+    terms = central_terms()
+    report = []
+    for language in LANGUAGES:
+        folder = locales / language / "LC_MESSAGES"
+        pots = {p.relative_to(templates).with_suffix(".po"): p
+                for p in sorted(templates.rglob("*.pot"))}
+        for rel in sorted(set(pots) | {p.relative_to(folder) for p in folder.rglob("*.po")}):
+            where = f"locales/{language}/LC_MESSAGES/{rel}"
+            if rel not in pots:
+                report.append(f"{where}: no English page has this catalog")
+                continue
+            english = read(pots[rel])
+            po_path = folder / rel
+            catalog = read(po_path) if po_path.is_file() else None
+            for message in english:
+                if not message.id:
+                    continue
+                entry = catalog.get(message.id) if catalog else None
+                short = message.id if len(message.id) < 90 else message.id[:87] + "..."
+                if entry is None:
+                    report.append(f"{where}: new message, not in the catalog: {short!r}")
+                elif entry.fuzzy:
+                    report.append(f"{where}: changed in English (fuzzy): {short!r}")
+                elif not entry.string:
+                    report.append(f"{where}: untranslated: {short!r}")
+                else:
+                    report += [f"{where}: {p}: {short!r}"
+                               for p in problems(message.id, entry.string, terms)]
+            if catalog:
+                stale = [m.id for m in catalog if m.id and m.id not in english]
+                report += [f"{where}: stale, no longer in the English: {m[:87]!r}"
+                           for m in stale]
+    return report
+
+
+def update(templates: Path) -> None:
+    """Bring every language's catalogs in line with the English ``templates``: new
+    messages empty, changed ones fuzzy, and catalogs of removed pages deleted."""
+    from sphinx_intl.basic import update as sphinx_intl_update
+
+    sphinx_intl_update(str(LOCALES), str(templates), LANGUAGES)
+    for language in LANGUAGES:
+        folder = LOCALES / language / "LC_MESSAGES"
+        for po in folder.rglob("*.po"):
+            if not (templates / po.relative_to(folder)).with_suffix(".pot").is_file():
+                po.unlink()
+        for mo in folder.rglob("*.mo"):  # Sphinx compiles these at build time
+            mo.unlink()
+
+
+def main(argv: list[str]) -> int:
+    usage = __doc__.split("\n\n")[1]
+    if not argv or argv[0] not in {"extract", "update", "check", "build"}:
+        print(f"usage:\n{usage}", file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    if command == "extract" and len(args) == 1:
+        return extract(Path(args[0]).resolve())
+    if command == "build" and len(args) == 2:
+        if args[0] not in LANGUAGES:
+            print(f"build: LANG must be one of {', '.join(LANGUAGES)}, got {args[0]!r}",
+                  file=sys.stderr)
+            return 2
+        return sphinx("html", Path(args[1]).resolve(), language=args[0])
+    if command in {"update", "check"} and not args:
+        with tempfile.TemporaryDirectory() as tmp:
+            templates = Path(tmp) / "gettext"
+            status = extract(templates)
+            if status:
+                return status
+            if command == "update":
+                update(templates)
+                return 0
+            report = check(templates)
+        for line in report:
+            print(line)
+        print(f"{len(report)} problems in the catalogs" if report else "catalogs in sync")
+        return 1 if report else 0
+    print(f"usage:\n{usage}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -86,16 +86,21 @@ class TransformerEncoderLayer(nn.Module):
         """The position-wise feed-forward layer: ``(..., E)`` -> ``(..., E)``."""
         return self.linear2(self.dropout(ACTIVATIONS[self.activation](self.linear1(x))))
 
+    # The torch layer ``from_torch`` copies, and the names of its attention sub-layers.
+    TORCH_LAYER = nn.TransformerEncoderLayer
+    ATTENTIONS = ("self_attn",)
+
     @classmethod
-    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "TransformerEncoderLayer":
-        """A copy of ``torch.nn.TransformerEncoderLayer`` ``layer`` (gelu or relu activation).
+    def from_torch(cls, layer: nn.Module) -> "TransformerEncoderLayer":
+        """A copy of the torch layer ``layer`` (gelu or relu activation): a
+        ``torch.nn.TransformerEncoderLayer`` here, ``cls.TORCH_LAYER`` in a subclass.
 
         Works for ``batch_first`` either way; the result is always batch first.
         """
-        if not isinstance(layer, nn.TransformerEncoderLayer):
-            raise TypeError(f"layer must be a torch.nn.TransformerEncoderLayer, "
+        if not isinstance(layer, cls.TORCH_LAYER):
+            raise TypeError(f"layer must be a torch.nn.{cls.TORCH_LAYER.__name__}, "
                             f"got {type(layer).__name__}")
-        act = {1: "relu", 2: "gelu"}.get(getattr(layer, "activation_relu_or_gelu", 0))
+        act = _activation_name(layer.activation)
         if act is None:
             raise ValueError(f"layer uses the activation {layer.activation!r}; only "
                              "'relu' and 'gelu' are supported")
@@ -104,7 +109,18 @@ class TransformerEncoderLayer(nn.Module):
                   dropout=layer.dropout.p, activation=act, norm_first=layer.norm_first,
                   layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None)
         new.to(device=attn.in_proj_weight.device, dtype=attn.in_proj_weight.dtype)
-        new.self_attn = MultiHeadAttention.from_torch(attn)
-        state = {k: v for k, v in layer.state_dict().items() if not k.startswith("self_attn.")}
+        for name in cls.ATTENTIONS:
+            setattr(new, name, MultiHeadAttention.from_torch(getattr(layer, name)))
+        prefixes = tuple(f"{name}." for name in cls.ATTENTIONS)
+        state = {k: v for k, v in layer.state_dict().items() if not k.startswith(prefixes)}
         new.load_state_dict({**new.state_dict(), **state})
         return new.train(layer.training)
+
+
+def _activation_name(activation) -> str | None:
+    """``"relu"`` or ``"gelu"`` for a torch layer's activation (function or module), else None."""
+    if activation is F.relu or isinstance(activation, nn.ReLU):
+        return "relu"
+    if activation is F.gelu or (isinstance(activation, nn.GELU) and activation.approximate == "none"):
+        return "gelu"
+    return None

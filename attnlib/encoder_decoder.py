@@ -38,6 +38,9 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
         bias: biases in the linear layers and the LayerNorms.
     """
 
+    TORCH_LAYER = nn.TransformerDecoderLayer  # what from_torch copies
+    ATTENTIONS = ("self_attn", "multihead_attn")
+
     def __init__(self, d_model: int, n_heads: int, dim_feedforward: int | None = None, *,
                  dropout: float = 0.0, activation: str = "relu", norm_first: bool = False,
                  layer_norm_eps: float = 1e-5, bias: bool = True):
@@ -79,28 +82,3 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
         else:
             x = self.norm3(x + self.dropout3(self.feed_forward(x)))
         return (x, weights) if need_weights else x
-
-    @classmethod
-    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> "TransformerDecoderLayer":
-        """A copy of ``torch.nn.TransformerDecoderLayer`` ``layer`` (relu or gelu activation).
-
-        Works for ``batch_first`` either way; the result is always batch first.
-        """
-        if not isinstance(layer, nn.TransformerDecoderLayer):
-            raise TypeError(f"layer must be a torch.nn.TransformerDecoderLayer, "
-                            f"got {type(layer).__name__}")
-        act = {nn.functional.relu: "relu", nn.functional.gelu: "gelu"}.get(layer.activation)
-        if act is None:
-            raise ValueError(f"layer uses the activation {layer.activation!r}; only "
-                             "'relu' and 'gelu' are supported")
-        attn = layer.self_attn
-        new = cls(attn.embed_dim, attn.num_heads, layer.linear1.out_features,
-                  dropout=layer.dropout.p, activation=act, norm_first=layer.norm_first,
-                  layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None)
-        new.to(device=attn.in_proj_weight.device, dtype=attn.in_proj_weight.dtype)
-        new.self_attn = MultiHeadAttention.from_torch(attn)
-        new.multihead_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
-        state = {k: v for k, v in layer.state_dict().items()
-                 if not k.startswith(("self_attn.", "multihead_attn."))}
-        new.load_state_dict({**new.state_dict(), **state})
-        return new.train(layer.training)

@@ -26,3 +26,14 @@ def x_of(*shape, dtype=torch.float64, seed=1):
 def close(a, b, dtype=torch.float64):
     """Assert two tensors agree within the tolerance of ``dtype``."""
     torch.testing.assert_close(a, b, atol=TOL[dtype], rtol=TOL[dtype])
+
+
+def randomized(layer, std, seed=0):
+    """``layer`` (a torch module) in eval mode with every parameter redrawn from a
+    seeded normal of standard deviation ``std``: LayerNorm weights around 1, the rest
+    around 0, so that a comparison with a copy exercises every weight and bias."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            p.normal_(1.0 if name.startswith("norm") and name.endswith("weight") else 0.0, std)
+    return layer.eval()

@@ -9,17 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from attnlib import TransformerDecoderLayer
+from attnlib import TransformerDecoderLayer, TransformerEncoderLayer
+from tests.arrays import randomized
 
 
 def torch_layer(norm_first, activation, dtype, seed=0):
-    torch.manual_seed(seed)
     layer = nn.TransformerDecoderLayer(16, 4, 24, dropout=0.0, batch_first=True,
                                        norm_first=norm_first, activation=activation).to(dtype)
-    with torch.no_grad():
-        for name, p in layer.named_parameters():
-            p.normal_(1.0 if name.startswith("norm") and name.endswith("weight") else 0.0, 0.3)
-    return layer.eval()
+    return randomized(layer, 0.3, seed)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -57,5 +54,28 @@ def test_bad_input():
         TransformerDecoderLayer(16, 4, activation="tanh")
     with pytest.raises(TypeError, match="layer must be a torch.nn.TransformerDecoderLayer"):
         TransformerDecoderLayer.from_torch(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="layer must be a torch.nn.TransformerDecoderLayer"):
+        TransformerDecoderLayer.from_torch(nn.TransformerEncoderLayer(16, 4))
     with pytest.raises(ValueError, match="d_model=16 is not divisible by n_heads=3"):
         TransformerDecoderLayer(16, 3)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.GELU()])
+def test_activation_given_as_a_module(activation):
+    ref = torch_layer(False, activation, torch.float64)
+    ours = TransformerDecoderLayer.from_torch(ref)
+    assert ours.activation == type(activation).__name__.lower()
+    x, memory = torch.randn(2, 4, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, memory, causal=False), ref(x, memory),
+                                   atol=1e-12, rtol=1e-12)
+
+
+def test_an_approximate_gelu_is_refused():
+    # torch's tanh approximation is not the exact GELU this layer computes
+    for layer, cls in [(nn.TransformerDecoderLayer(16, 4, activation=nn.GELU("tanh")),
+                        TransformerDecoderLayer),
+                       (nn.TransformerEncoderLayer(16, 4, activation=nn.GELU("tanh")),
+                        TransformerEncoderLayer)]:
+        with pytest.raises(ValueError, match="only 'relu' and 'gelu' are supported"):
+            cls.from_torch(layer)

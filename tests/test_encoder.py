@@ -11,20 +11,15 @@ import torch
 from torch import nn
 
 from attnlib import TransformerEncoderLayer, padding_mask
-from tests.arrays import close, x_of
-
+from tests.arrays import close, randomized, x_of
 
 
 def torch_layer(norm_first, activation="gelu", e=16, h=4, ff=24, dtype=torch.float64,
                 batch_first=True, bias=True, seed=0):
-    torch.manual_seed(seed)
     layer = nn.TransformerEncoderLayer(e, h, ff, dropout=0.0, activation=activation,
                                        batch_first=batch_first, norm_first=norm_first,
                                        bias=bias, dtype=dtype)
-    with torch.no_grad():
-        for name, p in layer.named_parameters():
-            p.normal_(1.0 if name.startswith("norm") and name.endswith("weight") else 0.0, 0.4)
-    return layer.eval()
+    return randomized(layer, 0.4, seed)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

@@ -1,5 +1,6 @@
 # make book     — set up .venv and build the website into _build/html, the Chinese one into _build/html/zh
 # make book-zh  — only the Chinese website, into _build/html/zh
+# make book-student — both websites without solutions, into _build/student/_build/html
 # make test     — set up .venv and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -46,8 +47,11 @@ book-zh: execute
 catalogs: $(READY)
 	$(BIN)/python book/translations.py update
 
+# Without solutions, in both languages (the language switcher of every page resolves).
 book-student: execute
 	BOOK_EDITION=student $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/student
+	BOOK_EDITION=student $(BIN)/python book/translations.py build zh_CN \
+	    _build/student/_build/html/zh _build/student/_build/.doctrees-zh_CN
 
 test: $(READY)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.notebooks import build_site
+from tests.notebooks import build_chinese_site, build_site
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +15,9 @@ def site():
 def student_site():
     """The website built without solutions (BOOK_EDITION=student)."""
     return build_site("test-student", BOOK_EDITION="student")
+
+
+@pytest.fixture(scope="session")
+def sites():
+    """The full website in English, with the Chinese one in its folder zh/ (as published)."""
+    return build_chinese_site("test-site")

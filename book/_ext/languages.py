@@ -7,6 +7,9 @@
 - Every page links to the same page in the other language, in the article header
   (``<a hreflang lang>``) and in the head (``<link rel="alternate" hreflang>``). The
   English site is the published folder; the Chinese one is its subfolder ``zh/``.
+- The Chinese site's search segments words with jieba, which also knows every Chinese
+  term of the glossary as one word (多头注意力, 位置编码): a search for a term finds
+  the pages that use it.
 - On a site in another language than English, the notebook a chapter's download
   button offers (``_sources/<page>.ipynb``) is the learner edition with its markdown
   cells translated from the page's catalog (``notebook_translation.py``).
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import html
+import sys
 from pathlib import Path
 
 import nbformat
@@ -23,6 +27,9 @@ from sphinx import addnodes
 from sphinx.transforms import SphinxTransform
 
 from notebook_translation import catalog_translations, translate_notebook
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from translations import glossary_pairs  # noqa: E402
 
 # language of a site: (its folder under the published one, its label, its BCP 47 tag)
 SITES = {"en": ("", "English", "en"), "zh_CN": ("zh", "中文", "zh-CN")}
@@ -88,6 +95,18 @@ def _add_switcher_to_header(app, config):
     config.html_theme_options["article_header_end"] = [*end, "language-switcher.html"]
 
 
+def _glossary_words_for_search(app, config):
+    """On the Chinese site, give jieba the glossary's Chinese terms as words."""
+    if not site(config.language).startswith("zh"):
+        return
+    words = Path(app.doctreedir, "glossary-words.txt")
+    words.parent.mkdir(parents=True, exist_ok=True)
+    # one word a line (a space would start jieba's frequency column: such terms stay out)
+    terms = sorted({t for t in glossary_pairs().values() if len(t.split()) == 1})
+    words.write_text("".join(f"{term}\n" for term in terms), encoding="utf-8")
+    config.html_search_options = {**(config.html_search_options or {}), "dict": str(words)}
+
+
 def _translated_notebooks(app, exception):
     """Write each notebook page's translated learner edition over its downloadable copy."""
     if exception is not None or app.builder.format != "html" or site(app.config.language) == "en":
@@ -109,6 +128,7 @@ def _translated_notebooks(app, exception):
 def setup(app):
     app.add_transform(KeepCodeAndMath)
     app.connect("config-inited", _add_switcher_to_header)
+    app.connect("config-inited", _glossary_words_for_search)
     app.connect("html-page-context", _switcher)
     app.connect("build-finished", _translated_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -33,6 +33,8 @@ from translations import glossary_pairs  # noqa: E402
 
 # language of a site: (its folder under the published one, its label, its BCP 47 tag)
 SITES = {"en": ("", "English", "en"), "zh_CN": ("zh", "中文", "zh-CN")}
+# theme options in the site's language: labels the themes take as given, untranslated
+THEME_LABELS = {"zh_CN": {"search_bar_text": "搜索本书……"}}
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -89,6 +91,7 @@ def _switcher(app, pagename, templatename, context, doctree):
 
 
 def _add_switcher_to_header(app, config):
+    config.html_theme_options.update(THEME_LABELS.get(site(config.language), {}))
     config.templates_path.append(str(TEMPLATES))
     end = config.html_theme_options.get("article_header_end", ["article-header-buttons.html"])
     end = [end] if isinstance(end, str) else list(end)

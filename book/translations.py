@@ -105,8 +105,12 @@ def english_form(term: str) -> re.Pattern:
                       re.I)
 
 
-def problems(msgid: str, msgstr: str, terms: dict[str, str]) -> list[str]:
-    """What is wrong with ``msgstr`` as a translation of ``msgid`` (empty when nothing)."""
+def problems(msgid: str, msgstr: str, terms: dict[str, str],
+             names: frozenset[str] = frozenset()) -> list[str]:
+    """What is wrong with ``msgstr`` as a translation of ``msgid`` (empty when nothing).
+    ``terms`` ({english: chinese}) must be translated as given; a message that is one
+    of the English ``names`` (the glossary's terms, where both names are listed) may
+    also be kept as it is."""
     found = []
     want, english = protected(msgid)
     got, chinese = protected(msgstr)
@@ -115,6 +119,8 @@ def problems(msgid: str, msgstr: str, terms: dict[str, str]) -> list[str]:
             missing = sorted(set(want[kind]) - set(got[kind]))
             extra = sorted(set(got[kind]) - set(want[kind]))
             found.append(f"{kind} spans differ: missing {missing}, unexpected {extra}")
+    if msgid in names and msgstr == msgid:
+        return found
     for term, chinese_term in terms.items():
         if english_form(term).search(english) and chinese_term not in chinese:
             found.append(f"the English says {term!r}: the translation must use {chinese_term!r}")
@@ -163,7 +169,7 @@ def read(path: Path):
 def check(templates: Path, locales: Path = LOCALES) -> list[str]:
     """One line per problem of the catalogs in ``locales`` against the English
     messages in ``templates``: new, changed (fuzzy), untranslated, mangled or stale."""
-    terms = central_terms()
+    terms, names = central_terms(), frozenset(glossary_pairs())
     report = []
     for language in LANGUAGES:
         folder = locales / language / "LC_MESSAGES"
@@ -190,7 +196,7 @@ def check(templates: Path, locales: Path = LOCALES) -> list[str]:
                     report.append(f"{where}: untranslated: {short!r}")
                 else:
                     report += [f"{where}: {p}: {short!r}"
-                               for p in problems(message.id, entry.string, terms)]
+                               for p in problems(message.id, entry.string, terms, names)]
             if catalog:
                 stale = [m.id for m in catalog if m.id and m.id not in english]
                 report += [f"{where}: stale, no longer in the English: {m[:87]!r}"

@@ -115,10 +115,13 @@ def test_chinese_download_is_the_chinese_learner_edition(sites, chapter):
 
 def search_index(html):
     """``(pages, terms)`` of the site's search index: the page names, and for each
-    indexed word the indices of the pages it is on."""
+    indexed word the indices of the pages it is on (in the text or in a title)."""
     text = (html / "searchindex.js").read_text(encoding="utf-8")
     index = json.loads(re.fullmatch(r"Search\.setIndex\((.*)\)\s*", text, re.S)[1])
-    terms = {t: [d] if isinstance(d, int) else d for t, d in index["terms"].items()}
+    terms = {}
+    for kind in ("terms", "titleterms"):
+        for term, pages in index[kind].items():
+            terms.setdefault(term, set()).update([pages] if isinstance(pages, int) else pages)
     return index["docnames"], terms
 
 

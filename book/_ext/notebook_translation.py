@@ -24,12 +24,14 @@ class Block:
     """One translatable block of a markdown cell: ``message`` is its message id,
     ``line`` its first line (0-based), ``end`` the line after it and ``prefix`` what
     comes before the text on its first line (indentation, list marker, heading hashes).
-    For a table cell ``end`` is None: the block is the text ``message`` in row ``line``."""
+    For a table cell ``end`` is None: the block is the text ``message`` in row ``line``
+    from character ``column`` on."""
 
     message: str
     line: int
     end: int | None
     prefix: str = ""
+    column: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -49,16 +51,19 @@ def message_id(source: str) -> str:
 
 def blocks(markdown: str) -> list[Block]:
     """The translatable blocks of ``markdown`` (one cell's source), in order."""
-    found, line_of_row = [], None
+    found, line_of_row, cursor = [], None, 0
     lines = markdown.split("\n")
     tokens = parser().parse(markdown)
     for opening, inline in zip(tokens, tokens[1:]):
         if opening.type == "tr_open":
-            line_of_row = opening.map[0]
+            line_of_row, cursor = opening.map[0], 0
         if inline.type != "inline" or not inline.content.strip():
             continue
-        if opening.type in ("th_open", "td_open"):
-            found.append(Block(message_id(inline.content), line_of_row, None))
+        if opening.type in ("th_open", "td_open"):   # cells left to right along the row
+            text = message_id(inline.content)
+            column = lines[line_of_row].index(text, cursor)
+            cursor = column + len(text)
+            found.append(Block(text, line_of_row, None, column=column))
         elif opening.type in ("heading_open", "paragraph_open"):
             first, text = lines[opening.map[0]].rstrip(), inline.content.split("\n", 1)[0].strip()
             if not first.endswith(text):
@@ -77,8 +82,7 @@ def translate_markdown(markdown: str, translations: dict[str, str]) -> tuple[str
         if not target:
             continue
         if block.end is None:                   # a table cell, inside its row
-            row = lines[block.line]
-            start = row.rindex(block.message)
+            row, start = lines[block.line], block.column
             lines[block.line] = row[:start] + target.replace("|", "\\|") + row[start + len(block.message):]
         else:
             lines[block.line:block.end] = [block.prefix + target.replace("\n", " ")]

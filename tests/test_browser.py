@@ -61,10 +61,10 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def base_url(sites):
-    """Serves the built sites on a free loopback port for the duration of the module."""
+def base_url(site):
+    """Serves the built site on a free loopback port for the duration of the module."""
     server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(QuietHandler, directory=str(sites)))
+                                 functools.partial(QuietHandler, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

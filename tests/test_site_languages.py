@@ -59,18 +59,18 @@ def pages(html):
                   if not p.relative_to(html).parts[0] in ("zh", "_static"))
 
 
-def test_both_sites_have_the_same_pages(sites):
-    english = [p.relative_to(sites) for p in pages(sites)]
-    chinese = [p.relative_to(sites / "zh") for p in pages(sites / "zh")]
+def test_both_sites_have_the_same_pages(site):
+    english = [p.relative_to(site) for p in pages(site)]
+    chinese = [p.relative_to(site / "zh") for p in pages(site / "zh")]
     assert len(english) > 15 and english == chinese
 
 
 @pytest.mark.parametrize("folder, lang, other, label", [("", "en", "zh-CN", "中文"),
                                                         ("zh", "zh-CN", "en", "English")])
-def test_every_page_switches_to_the_same_page_in_the_other_language(sites, folder, lang, other,
+def test_every_page_switches_to_the_same_page_in_the_other_language(site, folder, lang, other,
                                                                       label):
-    html = sites / folder
-    other_html = sites if folder else sites / "zh"
+    html = site / folder
+    other_html = site if folder else site / "zh"
     for page in pages(html):
         if page.name == "index.html" and page.parent == html:
             continue  # the redirect to the landing page
@@ -91,12 +91,12 @@ def test_every_page_switches_to_the_same_page_in_the_other_language(sites, folde
         assert set(here.alternates) == {"en", "zh-CN"}, f"{name}: {here.alternates}"
 
 
-def test_the_theme_speaks_chinese_on_the_chinese_site(sites):
+def test_the_theme_speaks_chinese_on_the_chinese_site(site):
     """sphinx-book-theme and pydata-sphinx-theme ship Chinese labels (previous/next,
     the download and fullscreen buttons); the search box's is the extension's."""
     page = "chapters/02_attention/02_attention.html"
-    english = (sites / page).read_text(encoding="utf-8")
-    chinese = (sites / "zh" / page).read_text(encoding="utf-8")
+    english = (site / page).read_text(encoding="utf-8")
+    chinese = (site / "zh" / page).read_text(encoding="utf-8")
     for en, zh in [('placeholder="Search this book', 'placeholder="搜索本书'),
                    (">previous<", ">上一页<"), (">next<", ">下一页<"),
                    ('title="Download source file"', 'title="下载源文件"'),
@@ -106,10 +106,10 @@ def test_the_theme_speaks_chinese_on_the_chinese_site(sites):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chinese_download_is_the_chinese_learner_edition(sites, chapter):
+def test_chinese_download_is_the_chinese_learner_edition(site, chapter):
     download = f"_sources/chapters/{chapter}/{chapter}.ipynb"
-    assert nbformat.read(sites / "zh" / download, as_version=4) == chinese_learner_notebook(chapter)
-    assert nbformat.read(sites / download, as_version=4) == nbformat.read(
+    assert nbformat.read(site / "zh" / download, as_version=4) == chinese_learner_notebook(chapter)
+    assert nbformat.read(site / download, as_version=4) == nbformat.read(
         learner_notebook(chapter), as_version=4)
 
 
@@ -125,9 +125,9 @@ def search_index(html):
     return index["docnames"], terms
 
 
-def test_chinese_search_index_is_segmented_into_words(sites):
+def test_chinese_search_index_is_segmented_into_words(site):
     """jieba cuts Chinese text into words, the glossary's terms kept whole."""
-    docnames, terms = search_index(sites / "zh")
+    docnames, terms = search_index(site / "zh")
     glossary = docnames.index("book/glossary")
     for word in ("注意力", "多头注意力", "位置编码", "键值缓存"):
         assert glossary in terms.get(word, []), f"{word!r} is not a word of the index"
@@ -138,9 +138,9 @@ def test_chinese_search_index_is_segmented_into_words(sites):
 @pytest.mark.parametrize("word, chapter", [("注意力", "02_attention"),
                                            ("位置编码", "03_positional_encoding"),
                                            ("多头注意力", "04_multi_head_attention")])
-def test_chinese_search_finds_the_chapter_of_a_term(sites, word, chapter):
+def test_chinese_search_finds_the_chapter_of_a_term(site, word, chapter):
     """Complete catalogs only: the Chinese chapter uses its term."""
-    docnames, terms = search_index(sites / "zh")
+    docnames, terms = search_index(site / "zh")
     pages = [docnames[i] for i in terms.get(word, [])]
     assert f"chapters/{chapter}/{chapter}" in pages, (
         f"{word!r} is not on the Chinese page of {chapter} (it is on {pages}): is "

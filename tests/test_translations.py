@@ -19,7 +19,7 @@ from tests.notebooks import (chinese_catalog, chinese_learner_notebook, learner_
 
 from attnlib.grading.course import ROOT, chapter_ids, source_notebook
 from attnlib.grading.grade_one import grade
-from notebook_translation import blocks, translate_notebook
+from notebook_translation import blocks, translate_markdown, translate_notebook
 
 CHAPTERS = chapter_ids()
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -153,6 +153,65 @@ def test_notebook_command_writes_the_chinese_learner_edition(tmp_path):
 
 
 # ---- the Chinese learner notebooks -------------------------------------------------------
+
+MARKDOWN = """\
+## Softmax over a row
+
+The scores are
+real numbers:
+
+$$
+p_i = e^{z_i} / \\sum_j e^{z_j}
+$$
+
+- First item,
+  on two lines.
+  1. Nested item.
+
+| name | meaning |
+| --- | --- |
+| mask | a mask of the scores |
+
+```python
+scores = q @ k.T  # The scores are real numbers:
+```
+"""
+
+TRANSLATED = """\
+## 一行上的 softmax
+
+分数是实数：
+
+$$
+p_i = e^{z_i} / \\sum_j e^{z_j}
+$$
+
+- 第一项，占两行。
+  1. 嵌套项。
+
+| 名称 | 含义 |
+| --- | --- |
+| 掩码 | 分数的掩码 |
+
+```python
+scores = q @ k.T  # The scores are real numbers:
+```
+"""
+
+
+def test_markdown_blocks_are_replaced_in_place():
+    """Headings keep their hashes, list items their markers and indentation; math
+    blocks and code fences stay; a table's cells are replaced in their own columns."""
+    catalog = {"Softmax over a row": "一行上的 softmax", "The scores are real numbers:": "分数是实数：",
+               "First item, on two lines.": "第一项，占两行。", "Nested item.": "嵌套项。",
+               "name": "名称", "meaning": "含义", "mask": "掩码", "a mask of the scores": "分数的掩码"}
+    assert [b.message for b in blocks(MARKDOWN)] == list(catalog)[:4] + [
+        "name", "meaning", "mask", "a mask of the scores"]
+    translated, applied = translate_markdown(MARKDOWN, catalog)
+    assert translated == TRANSLATED
+    assert applied == set(catalog)
+    assert translate_markdown(MARKDOWN, {}) == (MARKDOWN, set())
+
 
 def same_code_and_metadata(english, chinese):
     """Everything but the markdown cells' sources is equal in the two notebooks."""

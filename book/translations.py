@@ -4,7 +4,12 @@
     python book/translations.py update         locales/<lang>/LC_MESSAGES/*.po follow the English
     python book/translations.py check          fail on any message that is new, changed (fuzzy),
                                                untranslated or mangled, naming its file
-    python book/translations.py build LANG OUT the site in LANG into OUT (warnings are errors)
+    python book/translations.py build LANG OUT [DOCTREES]
+                                               the site in LANG into OUT (warnings are errors),
+                                               its doctrees into DOCTREES (OUT/../.doctrees-LANG)
+    python book/translations.py notebook LANG NOTEBOOK OUT
+                                               NOTEBOOK, a page of the book, with its markdown
+                                               cells translated from its LANG catalog, into OUT
 
 Only prose is translated. Code cells, outputs, math blocks and the API reference's
 docstrings are not messages at all (``book/_ext/languages.py`` marks them so).
@@ -24,6 +29,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+
+from notebook_translation import catalog_translations, translate_notebook  # noqa: E402
+
 LOCALES = ROOT / "locales"
 LANGUAGES = ("zh_CN",)
 GLOSSARY = ROOT / "book" / "glossary.md"
@@ -96,8 +105,12 @@ def english_form(term: str) -> re.Pattern:
                       re.I)
 
 
-def problems(msgid: str, msgstr: str, terms: dict[str, str]) -> list[str]:
-    """What is wrong with ``msgstr`` as a translation of ``msgid`` (empty when nothing)."""
+def problems(msgid: str, msgstr: str, terms: dict[str, str],
+             names: frozenset[str] = frozenset()) -> list[str]:
+    """What is wrong with ``msgstr`` as a translation of ``msgid`` (empty when nothing).
+    ``terms`` ({english: chinese}) must be translated as given; a message that is one
+    of the English ``names`` (the glossary's terms, where both names are listed) may
+    also be kept as it is."""
     found = []
     want, english = protected(msgid)
     got, chinese = protected(msgstr)
@@ -106,6 +119,8 @@ def problems(msgid: str, msgstr: str, terms: dict[str, str]) -> list[str]:
             missing = sorted(set(want[kind]) - set(got[kind]))
             extra = sorted(set(got[kind]) - set(want[kind]))
             found.append(f"{kind} spans differ: missing {missing}, unexpected {extra}")
+    if msgid in names and msgstr == msgid:
+        return found
     for term, chinese_term in terms.items():
         if english_form(term).search(english) and chinese_term not in chinese:
             found.append(f"the English says {term!r}: the translation must use {chinese_term!r}")
@@ -121,9 +136,11 @@ def central_terms() -> dict[str, str]:
     return {t: pairs[t] for t in CENTRAL_TERMS}
 
 
-def sphinx(builder: str, out: Path, language: str = "en", **overrides) -> int:
+def sphinx(builder: str, out: Path, language: str = "en", doctrees: Path | None = None,
+           **overrides) -> int:
     """Build the book with ``builder`` into ``out`` as ``jupyter-book build`` does
-    (its configuration, its table of contents, warnings as errors), in ``language``.
+    (its configuration, its table of contents, warnings as errors), in ``language``,
+    keeping its doctrees in ``doctrees`` (default ``out/../.doctrees-<language>``).
     Returns the exit status."""
     from jupyter_book.sphinx import build_sphinx
 
@@ -131,7 +148,8 @@ def sphinx(builder: str, out: Path, language: str = "en", **overrides) -> int:
               "latex_individualpages": False,
               "language": language, **overrides}
     return build_sphinx(ROOT, out, noconfig=True, path_config=str(ROOT / "_config.yml"),
-                        confoverrides=config, doctreedir=out.parent / f".doctrees-{language}",
+                        confoverrides=config,
+                        doctreedir=doctrees or out.parent / f".doctrees-{language}",
                         builder=builder, warningiserror=True, keep_going=True)
 
 
@@ -151,7 +169,7 @@ def read(path: Path):
 def check(templates: Path, locales: Path = LOCALES) -> list[str]:
     """One line per problem of the catalogs in ``locales`` against the English
     messages in ``templates``: new, changed (fuzzy), untranslated, mangled or stale."""
-    terms = central_terms()
+    terms, names = central_terms(), frozenset(glossary_pairs())
     report = []
     for language in LANGUAGES:
         folder = locales / language / "LC_MESSAGES"
@@ -178,7 +196,7 @@ def check(templates: Path, locales: Path = LOCALES) -> list[str]:
                     report.append(f"{where}: untranslated: {short!r}")
                 else:
                     report += [f"{where}: {p}: {short!r}"
-                               for p in problems(message.id, entry.string, terms)]
+                               for p in problems(message.id, entry.string, terms, names)]
             if catalog:
                 stale = [m.id for m in catalog if m.id and m.id not in english]
                 report += [f"{where}: stale, no longer in the English: {m[:87]!r}"
@@ -201,36 +219,81 @@ def update(templates: Path) -> None:
             mo.unlink()
 
 
-def main(argv: list[str]) -> int:
+def catalog_of(language: str, page: Path) -> Path:
+    """The catalog of ``page`` (a file of the book) in ``language``."""
+    return LOCALES / language / "LC_MESSAGES" / page.resolve().relative_to(ROOT).with_suffix(".po")
+
+
+def notebook(language: str, source: Path, out: Path) -> int:
+    """Write ``source`` with its markdown cells translated into ``language`` to ``out``;
+    print how many messages of its catalog were applied."""
+    import nbformat
+
+    translations = catalog_translations(catalog_of(language, source))
+    nb, applied = translate_notebook(nbformat.read(source, as_version=4), translations)
+    nbformat.write(nb, out)
+    print(f"{out}: {len(applied)} of {len(translations)} translated messages applied")
+    return 0
+
+
+class UsageError(Exception):
+    """A command line argument that cannot be used: the message names it."""
+
+
+def checked(argv: list[str]) -> tuple[str, list]:
+    """``(command, arguments)`` of ``argv``, the arguments as the command takes them."""
     usage = __doc__.split("\n\n")[1]
-    if not argv or argv[0] not in {"extract", "update", "check", "build"}:
-        print(f"usage:\n{usage}", file=sys.stderr)
-        return 2
+    commands = {"extract": 1, "update": 0, "check": 0, "build": (2, 3), "notebook": 3}
+    if not argv or argv[0] not in commands:
+        raise UsageError(f"COMMAND must be one of {', '.join(commands)}\nusage:\n{usage}")
     command, args = argv[0], argv[1:]
-    if command == "extract" and len(args) == 1:
-        return extract(Path(args[0]).resolve())
-    if command == "build" and len(args) == 2:
-        if args[0] not in LANGUAGES:
-            print(f"build: LANG must be one of {', '.join(LANGUAGES)}, got {args[0]!r}",
-                  file=sys.stderr)
-            return 2
-        return sphinx("html", Path(args[1]).resolve(), language=args[0])
-    if command in {"update", "check"} and not args:
-        with tempfile.TemporaryDirectory() as tmp:
-            templates = Path(tmp) / "gettext"
-            status = extract(templates)
-            if status:
-                return status
-            if command == "update":
-                update(templates)
-                return 0
-            report = check(templates)
-        for line in report:
-            print(line)
-        print(f"{len(report)} problems in the catalogs" if report else "catalogs in sync")
-        return 1 if report else 0
-    print(f"usage:\n{usage}", file=sys.stderr)
-    return 2
+    counts = commands[command]
+    if len(args) not in (counts if isinstance(counts, tuple) else (counts,)):
+        raise UsageError(f"{command}: wrong number of arguments\nusage:\n{usage}")
+    if command in {"build", "notebook"} and args[0] not in LANGUAGES:
+        raise UsageError(f"{command}: LANG must be one of {', '.join(LANGUAGES)}, got {args[0]!r}")
+    if command == "notebook":
+        source = Path(args[1]).resolve()
+        if not source.is_file() or source.suffix != ".ipynb":
+            raise UsageError(f"notebook: NOTEBOOK {args[1]!r} is not a notebook file")
+        if not source.is_relative_to(ROOT):
+            raise UsageError(f"notebook: NOTEBOOK {args[1]!r} is not a page of the book in {ROOT}")
+        if not catalog_of(args[0], source).is_file():
+            raise UsageError(f"notebook: NOTEBOOK {args[1]!r} has no catalog "
+                             f"{catalog_of(args[0], source).relative_to(ROOT)}")
+        if not Path(args[2]).resolve().parent.is_dir():
+            raise UsageError(f"notebook: OUT {args[2]!r} is not in an existing folder")
+        return command, [args[0], source, Path(args[2])]
+    return command, [args[0], *map(Path, args[1:])] if command == "build" else [*map(Path, args)]
+
+
+def main(argv: list[str]) -> int:
+    try:
+        command, args = checked(argv)
+    except UsageError as error:
+        print(f"translations.py {error}", file=sys.stderr)
+        return 2
+    if command == "extract":
+        return extract(args[0].resolve())
+    if command == "build":
+        language, out, *doctrees = args
+        return sphinx("html", out.resolve(), language=language,
+                      doctrees=doctrees[0].resolve() if doctrees else None)
+    if command == "notebook":
+        return notebook(*args)
+    with tempfile.TemporaryDirectory() as tmp:
+        templates = Path(tmp) / "gettext"
+        status = extract(templates)
+        if status:
+            return status
+        if command == "update":
+            update(templates)
+            return 0
+        report = check(templates)
+    for line in report:
+        print(line)
+    print(f"{len(report)} problems in the catalogs" if report else "catalogs in sync")
+    return 1 if report else 0
 
 
 if __name__ == "__main__":

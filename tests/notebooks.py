@@ -10,12 +10,28 @@ from pathlib import Path
 import nbformat
 from attnlib.grading.course import ROOT, source_notebook
 
+sys.path.insert(0, str(ROOT / "book"))
+import translations  # noqa: E402  (book/translations.py)
+from notebook_translation import catalog_translations, translate_notebook  # noqa: E402
+
 BLOCK = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
 
 
 def learner_notebook(chapter):
     """Path of the committed learner edition of ``chapter``."""
     return ROOT / "chapters" / chapter / f"{chapter}.ipynb"
+
+
+def chinese_catalog(chapter):
+    """``{msgid: msgstr}``: the finished translations of ``chapter``'s Chinese catalog."""
+    return catalog_translations(translations.catalog_of("zh_CN", learner_notebook(chapter)))
+
+
+def chinese_learner_notebook(chapter):
+    """The Chinese learner edition of ``chapter`` (an nbformat notebook), as the Chinese
+    site offers it: the markdown cells translated from its catalog, nothing else changed."""
+    nb = nbformat.read(learner_notebook(chapter), as_version=4)
+    return translate_notebook(nb, chinese_catalog(chapter))[0]
 
 
 def secret_lines(chapter):
@@ -31,26 +47,44 @@ def secret_lines(chapter):
     return {line for line in lines if len(line) > 8 and line not in public}
 
 
+def _build_once(marker, command, env):
+    """Run the site build ``command`` unless this test run already has (``marker``, a
+    file, says which run built it). One build at a time: a file lock, since two builds
+    that create the execution cache at once break it. Fails the calling test with the
+    build log on any warning."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    (ROOT / "_build").mkdir(exist_ok=True)
+    with open(ROOT / "_build" / ".site-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (marker.is_file() and marker.read_text() == run_id):
+            run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                                 env={**os.environ, **env})
+            assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(run_id)
+
+
 def build_site(name, **env):
     """Build the website into _build/<name>/_build/html with warnings as errors.
 
     Runs from the repository root, so every build shares the execution cache in
-    _build/.jupyter_cache. Builds run one at a time (a file lock: two builds that
-    create the cache at once break it), and each site is built once per test run,
-    whichever test worker asks first. Fails the calling test with the build log on
-    any warning.
+    _build/.jupyter_cache. Each site is built once per test run, whichever test
+    worker asks first.
     """
     out = ROOT / "_build" / name
-    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
-    out.parent.mkdir(exist_ok=True)
-    with open(ROOT / "_build" / ".site-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        built = out / ".built-by-test-run"
-        if not (built.is_file() and built.read_text() == run_id):
-            jupyter_book = Path(sys.executable).with_name("jupyter-book")
-            run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output",
-                                  str(out), "-W", "-n", "--keep-going"], cwd=ROOT,
-                                 capture_output=True, text=True, env={**os.environ, **env})
-            assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-            built.write_text(run_id)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    _build_once(out / ".built-by-test-run",
+                [str(jupyter_book), "build", str(ROOT), "--path-output", str(out),
+                 "-W", "-n", "--keep-going"], env)
     return out / "_build" / "html"
+
+
+def build_chinese_site(name, **env):
+    """Build the English website as ``build_site(name)`` does, then the Chinese one
+    into its folder zh/ (as ``make book`` publishes them), with warnings as errors.
+    Returns the English site's folder; the Chinese site is its ``zh``."""
+    html = build_site(name, **env)
+    _build_once(html.parent / ".built-zh-by-test-run",
+                [sys.executable, str(ROOT / "book" / "translations.py"), "build", "zh_CN",
+                 str(html / "zh"), str(html.parent / ".doctrees-zh_CN")], env)
+    return html

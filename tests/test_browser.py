@@ -1,7 +1,8 @@
 """The built website in a real browser: headless Chromium driven by Playwright.
 
-Uses the system's Chromium (Debian package `chromium`); nothing downloads a
-browser. Screenshots of every page are saved in _build/screenshots/, of every
+Both sites are served as published: the English one, with the Chinese one in its
+folder zh/. Uses the system's Chromium (Debian package `chromium`) and, for Chinese
+text, a CJK font (Debian package `fonts-noto-cjk`); nothing downloads a browser. Screenshots of every page are saved in _build/screenshots/, of every
 chapter also in the theme's light and dark modes (``<page>.light.png``,
 ``<page>.dark.png``). No page may send a request anywhere but the site's own server.
 """
@@ -25,7 +26,7 @@ import nbformat
 import numpy as np
 import pytest
 from PIL import Image
-from tests.notebooks import learner_notebook
+from tests.notebooks import chinese_learner_notebook, learner_notebook
 
 from attnlib import interactive
 from attnlib.grading.course import ROOT, chapter_ids
@@ -35,6 +36,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "_build" / "screenshots"
 PAGES = ["book/intro", *(f"chapters/{c}/{c}" for c in CHAPTERS),
          "book/solutions", "book/api", "book/glossary", "book/references"]
+CHINESE = "zh/"  # the Chinese site's folder in the published one
 # No network in the browser but this machine's own server, and no background services.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -118,7 +120,7 @@ def wait_for_mathjax(pg):
     pg.evaluate("MathJax.startup.promise")
 
 
-@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.parametrize("path", [*PAGES, *(CHINESE + p for p in PAGES)])
 def test_page_loads_cleanly(page, base_url, path):
     page.goto(f"{base_url}/{path}.html", wait_until="networkidle")
     wait_for_mathjax(page)
@@ -130,9 +132,12 @@ def test_page_loads_cleanly(page, base_url, path):
     assert broken == [], f"images that did not load: {broken}"
 
 
+@pytest.mark.parametrize("folder", ["", CHINESE], ids=["en", "zh"])
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_math_figures_and_download(page, base_url, chapter):
-    page.goto(f"{base_url}/chapters/{chapter}/{chapter}.html", wait_until="networkidle")
+def test_chapter_math_figures_and_download(page, base_url, chapter, folder):
+    """Each chapter typesets its math and shows its figures, and its download button
+    gives the learner edition: in English on the English site, in Chinese on the Chinese one."""
+    page.goto(f"{base_url}/{folder}chapters/{chapter}/{chapter}.html", wait_until="networkidle")
     wait_for_mathjax(page)
     assert page.locator("mjx-container").count() > 0, "MathJax typeset nothing"
     assert page.locator("article img").count() > 0, "no figure on the page"
@@ -142,8 +147,9 @@ def test_chapter_math_figures_and_download(page, base_url, chapter):
     page.locator(".dropdown-download-buttons button").first.click()
     with page.expect_download() as download:
         link.click()
-    got = json.loads(open(download.value.path(), encoding="utf-8").read())
-    assert got == json.loads(learner_notebook(chapter).read_text(encoding="utf-8"))
+    got = nbformat.read(download.value.path(), as_version=4)
+    assert got == (chinese_learner_notebook(chapter) if folder else
+                   nbformat.read(learner_notebook(chapter), as_version=4))
 
 
 def test_search_finds_softmax(page, base_url):
@@ -152,6 +158,71 @@ def test_search_finds_softmax(page, base_url):
     results.first.wait_for()
     assert results.count() > 0
     assert page.problems == []
+
+
+# A Chinese search and the chapter it must list among its results.
+CHINESE_SEARCHES = {"注意力": "02_attention", "位置编码": "03_positional_encoding",
+                    "多头注意力": "04_multi_head_attention"}
+
+
+@pytest.mark.parametrize("query", CHINESE_SEARCHES)
+def test_chinese_search_finds_the_chapter(page, base_url, query):
+    """Complete catalogs only: the chapter is found by its Chinese words."""
+    chapter = CHINESE_SEARCHES[query]
+    page.goto(f"{base_url}/{CHINESE}search.html?q={query}", wait_until="networkidle")
+    # the summary is written when the search is done
+    page.wait_for_function("document.querySelector('#search-results p.search-summary')?.innerText")
+    found = page.locator("#search-results ul.search li a").evaluate_all(
+        "links => links.map(a => a.getAttribute('href'))")
+    assert any(f"chapters/{chapter}/{chapter}.html" in href for href in found), (
+        f"searching {query!r} on the Chinese site does not list {chapter} (results: {found}); "
+        f"is locales/zh_CN/LC_MESSAGES/chapters/{chapter}/{chapter}.po translated? "
+        "(python book/translations.py check)")
+    assert page.problems == []
+
+
+def test_language_switcher_leads_to_the_same_chapter(page, base_url):
+    path = "chapters/03_positional_encoding/03_positional_encoding.html"
+    page.goto(f"{base_url}/{path}", wait_until="networkidle")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    switch = page.locator("a.language-switch")
+    assert switch.inner_text().strip() == "中文" and switch.is_visible()
+    switch.click()
+    page.wait_for_load_state("networkidle")
+    assert page.url == f"{base_url}/{CHINESE}{path}"
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert page.locator("a.language-switch").inner_text().strip() == "English"
+    page.locator("a.language-switch").click()
+    page.wait_for_load_state("networkidle")
+    assert page.url == f"{base_url}/{path}"
+    assert page.problems == []
+
+
+# Font families that have the Chinese characters (Debian's fonts-noto-cjk gives Noto Sans CJK).
+CJK_FONT = ("CJK", "Source Han", "WenQuanYi", "Droid Sans Fallback", "Noto Sans SC", "AR PL")
+
+
+def test_chinese_text_is_drawn_with_a_cjk_font(page, base_url):
+    """The fonts Chromium really drew a Chinese glossary term with (DevTools'
+    CSS.getPlatformFontsForNode): one of them must have the characters, or every
+    character is an empty box."""
+    page.goto(f"{base_url}/{CHINESE}book/glossary.html", wait_until="networkidle")
+    marked = page.evaluate("""() => {
+        const term = [...document.querySelectorAll("dl.glossary dt")]
+            .find(dt => dt.textContent.trim().startsWith("注意力"));
+        if (term) term.setAttribute("data-cjk-probe", "");
+        return Boolean(term);
+    }""")
+    assert marked, "the Chinese glossary has no term 注意力"
+    cdp = page.context.new_cdp_session(page)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "[data-cjk-probe]"})["nodeId"]
+    cdp.send("CSS.enable")
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    drawn = {f["familyName"]: f["glyphCount"] for f in fonts}
+    assert any(name in family for family in drawn for name in CJK_FONT), (
+        f"the Chinese text is drawn with {drawn}, no CJK font: install one "
+        "(apt-get install fonts-noto-cjk, as .ci/run does)")
 
 
 def test_navigation_links(page, base_url):

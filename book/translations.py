@@ -215,8 +215,6 @@ def update(templates: Path) -> None:
         for po in folder.rglob("*.po"):
             if not (templates / po.relative_to(folder)).with_suffix(".pot").is_file():
                 po.unlink()
-        for mo in folder.rglob("*.mo"):  # Sphinx compiles these at build time
-            mo.unlink()
 
 
 def catalog_of(language: str, page: Path) -> Path:

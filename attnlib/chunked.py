@@ -224,25 +224,8 @@ def _chunked_plain(q, k, v, keep, causal, scale, size, batch):
 
 
 # --- fast path: torch, in place, no autograd -------------------------------------
-#
-# What limits the fast path on a CPU is the number of passes over each tile of
-# scores and the number of separate torch calls (each one a parallel region whose
-# threads all wait for the slowest). Per tile it makes two matrix products and two
-# passes, as torch's fused kernel does:
-#
-#   s' = [q * scale, -m] @ [k^T; 1]   # (B, cq, ck): the scores already shifted by m
-#   p  = exp(s')                      # in place; l += rowsum(p); acc += p @ v_blk
-#
-# The shift is folded into the product: a column -m appended to the query block and
-# a row of ones to k^T (transposed once, contiguous). Any shift gives the same
-# softmax, so m need not be the running maximum: it is the maximum of the tiles that
-# set it, and it stays until a tile's exponentials grow past _LIMIT (scores far
-# above it) or a row has seen no key yet; such a tile is redone by the exact step
-# (its maximum, then the rescaling of the module docstring). The first tile of every
-# row block takes the exact step, so m starts as a real maximum.
 
-_TILE_ELEMENTS = 2 ** 22   # scores per tile over the whole batch: 16 MiB in float32
-_LIMIT = 2.0 ** 64         # largest row sum of a tile taken without redoing it
+_TILE_ELEMENTS = 2 ** 21   # scores per tile over the whole batch: 8 MiB in float32
 
 
 def _fast_rows(size, batch):
@@ -254,39 +237,23 @@ def _fast_rows(size, batch):
 
 def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
     """The same tiles (``rows`` queries by ``size`` keys), each tile's scores
-    overwritten in place by its weights, one tile buffer reused throughout. If
-    ``lse`` (a ``(..., Lq, 1)`` tensor) is given, it receives each row's
-    log-sum-exp ``m + log(l)``, and ``+inf`` for a row with no key, so that
-    ``exp(s - lse)`` is 0 on it."""
-    lq, lk, d, dv = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
-    q, k, v = (_flat(t, batch) for t in (q, k, v))           # (B, L, d): one batch dim
-    b = q.shape[0]
-    out = q.new_empty((b, lq, dv))
-    k_t = q.new_ones((b, d + 1, lk))                         # [k^T; 1], contiguous rows
-    k_t[:, :d] = k.transpose(-1, -2)
-    q_aug = q.new_empty((b, rows, d + 1))                    # [q_blk * scale, -m]
-    tile = q.new_empty(b * rows * size)                      # the one tile of scores
+    overwritten in place by its weights. If ``lse`` (a ``(..., Lq, 1)`` tensor) is
+    given, it receives each row's log-sum-exp ``m + log(l)``, and ``+inf`` for a row
+    with no key, so that ``exp(s - lse)`` is 0 on it."""
+    lq, lk = q.shape[-2], k.shape[-2]
+    out = q.new_empty((*batch, lq, v.shape[-1]))
+    k_t = k.transpose(-1, -2)                                  # (..., d, Lk), a view
     for q0 in range(0, lq, rows):
         q1 = min(q0 + rows, lq)
-        q_blk = q_aug[:, : q1 - q0]                          # (B, cq, d + 1)
-        torch.mul(q[:, q0:q1], scale, out=q_blk[..., :d])
+        q_blk = q[..., q0:q1, :] * scale                       # (..., cq, d)
         m = l = acc = None
         for k0 in range(0, _key_range(q0, q1, lk, causal), size):
             k1 = min(k0 + size, lk)
-            s = tile[: b * (q1 - q0) * (k1 - k0)].view(b, q1 - q0, k1 - k0)
-            mask = _tile_keep(keep, causal, q0, q1, k0, k1, q)
-            if m is not None and not (keep is not None and m.isneginf().any()):
-                torch.neg(m, out=q_blk[..., d:])
-                p = _scores(q_blk, k_t[..., k0:k1], mask, s, batch).exp_()   # exp(s - m)
-                l_tile = p.sum(dim=-1, keepdim=True)
-                if l_tile.amax() <= _LIMIT:
-                    l.add_(l_tile)
-                    acc.baddbmm_(p, v[:, k0:k1])
-                    continue
-            # the exact step: this tile's maximum, then the rescaling of what came before
-            q_blk[..., d] = 0.0
-            s = _scores(q_blk, k_t[..., k0:k1], mask, s, batch)
-            m_new = s.amax(dim=-1, keepdim=True)               # (B, cq, 1)
+            s = torch.matmul(q_blk, k_t[..., k0:k1])           # (..., cq, ck)
+            tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
+            if tile is not None:
+                s.masked_fill_(~tile, -torch.inf)
+            m_new = s.amax(dim=-1, keepdim=True)               # (..., cq, 1)
             if m is not None:
                 torch.maximum(m_new, m, out=m_new)
             shift = m_new
@@ -295,35 +262,21 @@ def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
             p = s.sub_(shift).exp_()                           # s now holds the weights
             if m is None:                                      # first tile of this row block
                 l = p.sum(dim=-1, keepdim=True)
-                acc = torch.bmm(p, v[:, k0:k1])
+                acc = torch.matmul(p, v[..., k0:k1, :])
             else:
                 alpha = m.sub_(shift).exp_()                   # exp(m_old - m_new)
                 l.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
-                acc.mul_(alpha).baddbmm_(p, v[:, k0:k1])
+                acc.mul_(alpha).add_(torch.matmul(p, v[..., k0:k1, :]))
             m = m_new
+            del s, p                                           # free the tile before the next
         if acc is None:                                        # no key at all (Lk = 0)
-            out[:, q0:q1] = 0.0
+            out[..., q0:q1, :] = 0.0
             if lse is not None:
                 lse[..., q0:q1, :] = torch.inf
             continue
         if lse is not None:                                    # log(0) = -inf for empty rows
-            lse[..., q0:q1, :] = torch.where(l > 0, torch.log(l) + m, torch.inf).view(
-                *batch, q1 - q0, 1)
+            lse[..., q0:q1, :] = torch.where(l > 0, torch.log(l) + m, torch.inf)
         if keep is not None:                                   # rows that saw no key: 0
             l.masked_fill_(l == 0, 1.0)
-        torch.div(acc, l, out=out[:, q0:q1])
-    return out.view(*batch, lq, dv)
-
-
-def _flat(t, batch):
-    """``t (..., L, d)`` broadcast to the batch shape and viewed as ``(B, L, d)``."""
-    return t.expand(*batch, *t.shape[-2:]).reshape(math.prod(batch), *t.shape[-2:])
-
-
-def _scores(q_blk, k_t, mask, out, batch):
-    """``q_blk (B, cq, d + 1) @ k_t (B, d + 1, ck)`` into ``out (B, cq, ck)``, with
-    ``-inf`` where the tile's ``mask`` (None: nothing masked) forbids attending."""
-    torch.bmm(q_blk, k_t, out=out)
-    if mask is not None:
-        out.view(*batch, *out.shape[-2:]).masked_fill_(~mask, -torch.inf)
+        out[..., q0:q1, :] = acc.div_(l)
     return out

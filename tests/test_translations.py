@@ -27,9 +27,14 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory):
-    """The English messages of this commit, one .pot per page (notebooks not executed)."""
+    """The English messages of this commit, one .pot per page (notebooks not executed).
+    Extracted by the command line in a process of its own: Sphinx's table-of-contents
+    extension scans every object of the process it runs in, and a test worker holds
+    dead weak references left by other tests."""
     out = tmp_path_factory.mktemp("gettext")
-    assert translations.extract(out) == 0, "the message extraction failed"
+    run = subprocess.run([sys.executable, str(ROOT / "book" / "translations.py"), "extract",
+                          str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     return out
 
 

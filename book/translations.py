@@ -197,6 +197,9 @@ def check(templates: Path, locales: Path = LOCALES) -> list[str]:
                 else:
                     report += [f"{where}: {p}: {short!r}"
                                for p in problems(message.id, entry.string, terms, names)]
+            if catalog is not None and catalog.fuzzy:
+                report.append(f"{where}: its header is marked fuzzy (a draft): "
+                              "`python book/translations.py update` finishes it")
             if catalog:
                 stale = [m.id for m in catalog if m.id and m.id not in english]
                 report += [f"{where}: stale, no longer in the English: {m[:87]!r}"
@@ -215,6 +218,32 @@ def update(templates: Path) -> None:
         for po in folder.rglob("*.po"):
             if not (templates / po.relative_to(folder)).with_suffix(".pot").is_file():
                 po.unlink()
+            else:
+                finish_header(po)
+
+
+def finish_header(po: Path) -> None:
+    """Give the header of the catalog ``po`` the book's title and authors (from
+    ``_config.yml``) and clear its fuzzy flag: sphinx-intl copies Sphinx's placeholders
+    into a new catalog's header and marks it a draft. Whether each message is done is
+    told by its own flags. Rewrites the file only if the header changes."""
+    import yaml
+    from babel.messages.pofile import write_po
+
+    book = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    catalog = read(po)
+    before = (catalog.fuzzy, catalog.header_comment, catalog.mime_headers)
+    catalog.fuzzy = False
+    catalog.project, catalog.version = book["title"], ""
+    catalog.copyright_holder = catalog.last_translator = book["author"]
+    catalog.msgid_bugs_address = ""
+    catalog.language_team = book["author"]
+    catalog.revision_date = catalog.creation_date
+    catalog.header_comment = (f"# {catalog.locale.english_name} translation of {book['title']}.\n"
+                              f"# Copyright (C) {book['copyright']} {book['author']}")
+    if (catalog.fuzzy, catalog.header_comment, catalog.mime_headers) != before:
+        with open(po, "wb") as f:
+            write_po(f, catalog, width=76)
 
 
 def catalog_of(language: str, page: Path) -> Path:

@@ -79,9 +79,10 @@ def test_checker_lets_the_glossary_keep_an_english_term_as_it_is():
                                  names) != []
 
 
-def write_catalog(path, messages, fuzzy=()):
-    """A .po (or .pot) at ``path`` with ``messages`` ({msgid: msgstr}), ids in ``fuzzy`` fuzzy."""
-    catalog = Catalog(locale="zh_CN" if path.suffix == ".po" else None)
+def write_catalog(path, messages, fuzzy=(), draft=False):
+    """A .po (or .pot) at ``path`` with ``messages`` ({msgid: msgstr}), ids in ``fuzzy``
+    fuzzy, its header marked fuzzy if ``draft``."""
+    catalog = Catalog(locale="zh_CN" if path.suffix == ".po" else None, fuzzy=draft)
     for msgid, msgstr in messages.items():
         catalog.add(msgid, msgstr, flags=["fuzzy"] if msgid in fuzzy else [])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ def test_checker_reports_every_kind_of_catalog_problem(tmp_path):
                   {"Softmax": "Softmax", "The temperature sharpens.": "温度使分布更尖锐。",
                    "Masks are boolean.": "", "It is good.": "很好。", "It was removed.": "删了。"},
                   fuzzy={"The temperature sharpens."})
-    write_catalog(folder / "chapters" / "y.po", {"Fine.": "好。"})
+    write_catalog(folder / "chapters" / "y.po", {"Fine.": "好。"}, draft=True)
     write_catalog(folder / "chapters" / "gone.po", {"Old page.": "旧页。"})
     report = translations.check(tmp_path / "pot", tmp_path / "locales")
     where = "locales/zh_CN/LC_MESSAGES/chapters"
@@ -109,7 +110,21 @@ def test_checker_reports_every_kind_of_catalog_problem(tmp_path):
         f"{where}/x.po: untranslated: 'Masks are boolean.'",
         f"{where}/x.po: new message, not in the catalog: 'It is new.'",
         f"{where}/x.po: stale, no longer in the English: 'It was removed.'",
+        f"{where}/y.po: its header is marked fuzzy (a draft): "
+        "`python book/translations.py update` finishes it",
     ]), report
+
+
+def test_update_finishes_a_new_catalogs_header(tmp_path):
+    po = tmp_path / "x.po"
+    write_catalog(po, {"Fine.": "好。", "Changed.": "改了。"}, fuzzy={"Changed."}, draft=True)
+    translations.finish_header(po)
+    catalog = translations.read(po)
+    text = po.read_text(encoding="utf-8")
+    assert not catalog.fuzzy and "PROJECT" not in text and "EMAIL@ADDRESS" not in text
+    assert catalog.project == "Attention, one runnable cell at a time"
+    assert [(m.id, m.string, m.fuzzy) for m in catalog if m.id] == [
+        ("Fine.", "好。", False), ("Changed.", "改了。", True)]     # the messages untouched
 
 
 def test_glossary_gives_the_chinese_of_at_least_20_central_terms():

@@ -123,28 +123,27 @@ class ChunkedAttentionFunction(torch.autograd.Function):
     def backward(ctx, d_out):
         q, k, v, out, lse = ctx.saved_tensors
         keep, causal, scale, size, rows = ctx.keep, ctx.causal, ctx.scale, ctx.size, ctx.rows
-        lq, lk = q.shape[-2], k.shape[-2]
-        d_out = d_out.contiguous()
-        delta = (d_out * out).sum(dim=-1, keepdim=True)                # (..., Lq, 1)
-        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        batch, lq, lk = tuple(q.shape[:-2]), q.shape[-2], k.shape[-2]
+        q3, k3, v3, out3, d_out3 = (_flat(t, batch) for t in (q, k, v, out, d_out))
+        neg_lse = _flat(lse, batch).neg()                             # (G, Lq, 1)
+        neg_delta = (d_out3 * out3).sum(dim=-1, keepdim=True).neg_()   # -rowsum(dO * O)
+        k_t, v_t = k3.transpose(1, 2), v3.transpose(1, 2)             # (G, d, Lk), (G, dv, Lk)
+        dq, dk, dv = torch.zeros_like(q3), torch.zeros_like(k3), torch.zeros_like(v3)
+        s_buf, dp_buf = (q3.new_empty((q3.shape[0], min(rows, lq), min(size, lk))) for _ in "sp")
         for q0 in range(0, lq, rows):
             q1 = min(q0 + rows, lq)
-            q_blk = q[..., q0:q1, :] * scale                           # (..., cq, d)
-            do_blk = d_out[..., q0:q1, :]                              # (..., cq, dv)
+            q_blk, do_blk = q3[:, q0:q1], d_out3[:, q0:q1]             # (G, cq, d), (G, cq, dv)
             for k0 in range(0, _key_range(q0, q1, lk, causal), size):
                 k1 = min(k0 + size, lk)
-                s = torch.matmul(q_blk, k[..., k0:k1, :].transpose(-1, -2))  # (..., cq, ck)
+                s = _product(q_blk, k_t[..., k0:k1], scale, neg_lse[:, q0:q1], s_buf)  # s - lse
                 tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
-                if tile is not None:
-                    s.masked_fill_(~tile, -torch.inf)
-                p = s.sub_(lse[..., q0:q1, :]).exp_()                  # the tile's weights
-                dv[..., k0:k1, :] += torch.matmul(p.transpose(-1, -2), do_blk)
-                dp = torch.matmul(do_blk, v[..., k0:k1, :].transpose(-1, -2))
-                ds = dp.sub_(delta[..., q0:q1, :]).mul_(p)             # (..., cq, ck)
-                dq[..., q0:q1, :] += torch.matmul(ds, k[..., k0:k1, :])
-                dk[..., k0:k1, :] += torch.matmul(ds.transpose(-1, -2), q_blk)
-                del s, p, dp, ds                                       # one tile at a time
-        return dq.mul_(scale), dk, dv, None, None, None, None
+                p = _masked(s, tile, batch).exp_()                     # the tile's weights
+                dv[:, k0:k1].baddbmm_(p.transpose(1, 2), do_blk)
+                dp = _product(do_blk, v_t[..., k0:k1], 1.0, neg_delta[:, q0:q1], dp_buf)  # dP - delta
+                ds = dp.mul_(p)                                        # (G, cq, ck)
+                dq[:, q0:q1].baddbmm_(ds, k3[:, k0:k1], alpha=scale)
+                dk[:, k0:k1].baddbmm_(ds.transpose(1, 2), q_blk, alpha=scale)
+        return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None, None, None, None
 
 
 def causal_blocks(n_q: int, n_k: int, chunk_size: int) -> list[tuple[int, int, bool]]:
@@ -226,6 +225,8 @@ def _chunked_plain(q, k, v, keep, causal, scale, size, batch):
 # --- fast path: torch, in place, no autograd -------------------------------------
 
 _TILE_ELEMENTS = 2 ** 21   # scores per tile over the whole batch: 8 MiB in float32
+_GROWTH = 2.0 ** 64        # how far a row's exponentials may grow before it is shifted again
+_MODERATE = 16.0           # row maxima within +-16: shift by 0, so a tile needs no subtraction
 
 
 def _fast_rows(size, batch):
@@ -235,48 +236,97 @@ def _fast_rows(size, batch):
     return max(min(size, 64), min(size, _TILE_ELEMENTS // per_row))
 
 
+def _flat(x, batch):
+    """``x`` of shape ``(..., L, d)`` broadcast to the batch shape ``(...)`` and returned
+    as ``(G, L, d)`` with ``G = prod(batch)``: the one batch dimension of ``bmm``."""
+    return x.expand(*batch, *x.shape[-2:]).reshape(math.prod(batch), *x.shape[-2:])
+
+
+def _product(a, b, alpha, neg_shift, buf):
+    """``alpha * a @ b - shift`` in one matrix product (``torch.baddbmm``), for ``a (G, r, d)``,
+    ``b (G, d, c)`` and ``neg_shift`` ``(G, r, 1)`` (minus the shift) or None for 0, written
+    into the front ``(G, r, c)`` of ``buf``: one tile buffer serves every tile of a call. The
+    subtraction costs no extra pass over the result."""
+    out = buf[:, :a.shape[1], :b.shape[2]]
+    if neg_shift is None:
+        return torch.baddbmm(out, a, b, beta=0.0, alpha=alpha, out=out)
+    return torch.baddbmm(neg_shift.expand(out.shape), a, b, alpha=alpha, out=out)
+
+
+def _masked(s, tile, batch):
+    """The tile of scores ``s (G, r, c)`` with ``-inf`` where ``tile`` (None or boolean,
+    broadcastable to ``(..., r, c)``) is False, in place."""
+    if tile is not None:
+        s.view(*batch, *s.shape[1:]).masked_fill_(~tile, -torch.inf)
+    return s
+
+
 def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
-    """The same tiles (``rows`` queries by ``size`` keys), each tile's scores
-    overwritten in place by its weights. If ``lse`` (a ``(..., Lq, 1)`` tensor) is
-    given, it receives each row's log-sum-exp ``m + log(l)``, and ``+inf`` for a row
-    with no key, so that ``exp(s - lse)`` is 0 on it."""
+    """The same tiles (``rows`` queries by ``size`` keys) as ``(G, rows, size)`` matrix
+    products over the batch flattened to ``G`` entries; ``q (..., Lq, d)``,
+    ``k (..., Lk, d)``, ``v (..., Lk, dv)``, returns ``out (..., Lq, dv)``. If ``lse``
+    (a ``(..., Lq, 1)`` tensor) is given, it receives each row's log-sum-exp, and
+    ``+inf`` for a row with no key, so that ``exp(s - lse)`` is 0 on it.
+
+    Softmax does not change when a row's scores all move by the same amount, so the
+    shift ``m`` need not be the running maximum: any value that keeps the exponentials
+    finite will do. A row block starts with exact updates. Once every row has seen a
+    key, it keeps its shift (0 when the maxima are moderate) and each later tile costs
+    one product that subtracts the shift, one exponential in place and one row sum; no
+    maximum. A tile whose exponentials grew past ``2**64`` in some row is redone with
+    the exact update, which moves the shift up.
+    """
     lq, lk = q.shape[-2], k.shape[-2]
-    out = q.new_empty((*batch, lq, v.shape[-1]))
-    k_t = k.transpose(-1, -2)                                  # (..., d, Lk), a view
+    q, k, v = (_flat(t, batch) for t in (q, k, v))             # (G, L, .)
+    out = q.new_empty((q.shape[0], lq, v.shape[-1]))
+    lse = None if lse is None else lse.view(q.shape[0], lq, 1)
+    k_t = k.transpose(1, 2)                                    # (G, d, Lk), a view
+    buf = q.new_empty((q.shape[0], min(rows, lq), min(size, lk)))   # one tile, reused
     for q0 in range(0, lq, rows):
         q1 = min(q0 + rows, lq)
-        q_blk = q[..., q0:q1, :] * scale                       # (..., cq, d)
-        m = l = acc = None
+        q_blk = q[:, q0:q1]                                    # (G, cq, d)
+        m = l = acc = neg_shift = None                         # shift, sum, weighted sum
+        settled = False                                        # every row has seen a key
         for k0 in range(0, _key_range(q0, q1, lk, causal), size):
             k1 = min(k0 + size, lk)
-            s = torch.matmul(q_blk, k_t[..., k0:k1])           # (..., cq, ck)
             tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
-            if tile is not None:
-                s.masked_fill_(~tile, -torch.inf)
-            m_new = s.amax(dim=-1, keepdim=True)               # (..., cq, 1)
+            if settled:  # one product, one exponential, one sum
+                p = _masked(_product(q_blk, k_t[..., k0:k1], scale, neg_shift, buf), tile, batch).exp_()
+                p_sum = p.sum(dim=-1, keepdim=True)            # (G, cq, 1)
+                if p_sum.max() <= _GROWTH:
+                    l.add_(p_sum)
+                    acc.baddbmm_(p, v[:, k0:k1])
+                    continue
+            # the exact update: shift by the running maximum and rescale what came before
+            s = _masked(_product(q_blk, k_t[..., k0:k1], scale, None, buf), tile, batch)   # (G, cq, ck)
+            m_new = s.amax(dim=-1, keepdim=True)               # (G, cq, 1)
             if m is not None:
                 torch.maximum(m_new, m, out=m_new)
-            shift = m_new
-            if keep is not None:  # a row may have seen no key yet: shift it by 0
-                shift = m_new.masked_fill(m_new == -torch.inf, 0.0)
+            shift = zero_if_empty(m_new)                       # a row with no key yet: 0
             p = s.sub_(shift).exp_()                           # s now holds the weights
             if m is None:                                      # first tile of this row block
                 l = p.sum(dim=-1, keepdim=True)
-                acc = torch.matmul(p, v[..., k0:k1, :])
+                acc = torch.bmm(p, v[:, k0:k1])
             else:
                 alpha = m.sub_(shift).exp_()                   # exp(m_old - m_new)
                 l.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
-                acc.mul_(alpha).add_(torch.matmul(p, v[..., k0:k1, :]))
+                acc.mul_(alpha).baddbmm_(p, v[:, k0:k1])
             m = m_new
-            del s, p                                           # free the tile before the next
+            settled = bool(torch.isfinite(m).all())
+            if settled and m.abs().max() <= _MODERATE:         # from here on shift by 0
+                alpha = m.exp()
+                l.mul_(alpha)
+                acc.mul_(alpha)
+                m.zero_()
+            neg_shift = m.neg() if m.any() else None
         if acc is None:                                        # no key at all (Lk = 0)
-            out[..., q0:q1, :] = 0.0
+            out[:, q0:q1] = 0.0
             if lse is not None:
-                lse[..., q0:q1, :] = torch.inf
+                lse[:, q0:q1] = torch.inf
             continue
         if lse is not None:                                    # log(0) = -inf for empty rows
-            lse[..., q0:q1, :] = torch.where(l > 0, torch.log(l) + m, torch.inf)
+            lse[:, q0:q1] = torch.where(l > 0, torch.log(l) + m, torch.inf)
         if keep is not None:                                   # rows that saw no key: 0
             l.masked_fill_(l == 0, 1.0)
-        out[..., q0:q1, :] = acc.div_(l)
-    return out
+        out[:, q0:q1] = acc.div_(l)
+    return out.view(*batch, lq, out.shape[-1])

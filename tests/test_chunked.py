@@ -92,6 +92,22 @@ def test_large_scores_stay_finite():
     torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("trend", [1.0, -1.0])
+def test_scores_that_drift_far_along_the_keys(trend, dtype):
+    """Each key block scores about 20 above (or below) the one before, 250 in all: the
+    fast path's shift, kept from the first block, must move up when the exponentials grow."""
+    q, k, v = qkv(40, 200, dtype=dtype, seed=11)
+    q, k = q.detach().clone(), k.detach().clone()
+    q[..., 0] = 10.0
+    k[..., 0] = trend * 0.5 * torch.arange(200, dtype=dtype)    # score + 1.25 per key
+    got = chunked_attention(q, k, v, chunk_size=16)
+    assert torch.isfinite(got).all()
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v), rtol=tol, atol=tol)
+
+
 # --- masks --------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["torch", "numpy"])

@@ -7,6 +7,8 @@ an allowed pair at all. ``torch.compile`` then generates one kernel that visits 
 those tiles and applies ``mask_mod`` inside the tiles on the boundary. On a CPU the
 kernel is C++, so it needs a C++ compiler, and the first call of every new shape and
 pattern compiles it (tens of seconds): :func:`first_call_seconds` reports that time.
+Up to :data:`RECOMPILE_LIMIT` kernels are kept per process (torch's own default is 8, after
+which it would quietly run an unfused version that builds every score); past it a call raises.
 
 Every pattern here is written with its numbers held in tensors, so that one compiled
 kernel serves every window size or stride of a pattern::
@@ -24,27 +26,32 @@ takes ``backend="flex"`` to run here instead.
 from __future__ import annotations
 
 import functools
+import inspect
 import shutil
 import time
 
 import numpy as np
 import torch
 
-__all__ = ["BACKENDS", "check_backend", "flex_available", "flex_masked_attention",
+__all__ = ["BACKENDS", "RECOMPILE_LIMIT", "check_backend", "flex_available", "flex_masked_attention",
            "window_mask_mod", "longformer_mask_mod", "layout_mask_mod", "strided_mask_mod",
            "first_call_seconds"]
 
 BACKENDS = ("plain", "flex")
+RECOMPILE_LIMIT = 64      # compiled kernels (shape, dtype, pattern) kept per process
 
 _first_calls: dict[tuple, float] = {}
 
 
 def flex_available() -> bool:
-    """True if this torch has ``flex_attention`` and a C++ compiler is on the PATH
-    (what ``torch.compile`` needs to build the CPU kernel)."""
+    """True if this torch has ``flex_attention`` and a ``torch.compile`` that takes a
+    ``recompile_limit``, and a C++ compiler is on the PATH (what ``torch.compile`` needs
+    to build the CPU kernel)."""
     try:
         import torch.nn.attention.flex_attention  # noqa: F401
     except ImportError:
+        return False
+    if "recompile_limit" not in inspect.signature(torch.compile).parameters:
         return False
     return any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++"))
 
@@ -58,15 +65,17 @@ def check_backend(backend, q) -> str:
         if not isinstance(q, torch.Tensor):
             raise TypeError(f"backend 'flex' needs torch tensors, got q of type {type(q).__name__}")
         if not flex_available():
-            raise RuntimeError("backend 'flex' needs torch.nn.attention.flex_attention and a C++ "
-                               "compiler for torch.compile; use backend='plain'")
+            raise RuntimeError("backend 'flex' needs torch.nn.attention.flex_attention, a "
+                               "torch.compile that takes recompile_limit (torch 2.13 does) and a "
+                               "C++ compiler; use backend='plain'")
     return backend
 
 
 @functools.cache
 def _compiled():
     from torch.nn.attention.flex_attention import flex_attention
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=False, fullgraph=True,
+                         recompile_limit=RECOMPILE_LIMIT)
 
 
 @functools.lru_cache(maxsize=32)
@@ -96,8 +105,14 @@ def flex_masked_attention(q, k, v, pattern: str, params: tuple, *, scale: float)
     mask = _block_mask(pattern, params, lq, lk)
     key = (pattern, tuple(q4.shape), v4.shape[-1], q.dtype)
     start = time.perf_counter()
-    out = _compiled()(q4.contiguous(), k4.contiguous(), v4.contiguous(), block_mask=mask,
-                      scale=scale)
+    try:
+        out = _compiled()(q4.contiguous(), k4.contiguous(), v4.contiguous(), block_mask=mask,
+                          scale=scale)
+    except torch._dynamo.exc.FailOnRecompileLimitHit:
+        raise RuntimeError(f"backend 'flex' has compiled its limit of {RECOMPILE_LIMIT} kernels "
+                           f"(one per shape, dtype and pattern) in this process; use "
+                           f"backend='plain', or raise attnlib.flex.RECOMPILE_LIMIT before the "
+                           f"first flex call") from None
     if key not in _first_calls:
         _first_calls[key] = time.perf_counter() - start
     return out.reshape(*batch, lq, v.shape[-1])

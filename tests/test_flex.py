@@ -1,6 +1,9 @@
 """attnlib.flex: the sparse patterns as flex_attention mask functions, and the compiled
 backend exact against dense attention with the same mask."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -120,3 +123,34 @@ def test_flex_block_sparse_rows_without_keys_give_zeros():
         q, k, v, mask=torch.as_tensor(attnlib.layout_to_mask(layout, 32, N, N)))
     assert torch.equal(got[..., 128:160, :], torch.zeros_like(got[..., 128:160, :]))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+LIMIT_SCRIPT = """
+import torch, attnlib
+from attnlib import flex
+flex.RECOMPILE_LIMIT = 2
+for n in (40, 48, 56):                      # a new shape each: a new kernel each
+    q = torch.randn(1, 1, n, 16)
+    try:
+        out = attnlib.sliding_window_attention(q, q, q, window=4, backend="flex")
+    except RuntimeError as error:
+        print(n, error)
+    else:
+        print(n, torch.allclose(out, attnlib.sliding_window_attention(q, q, q, window=4), atol=1e-5))
+"""
+
+
+@pytest.mark.compile
+@needs_flex
+def test_flex_past_its_kernel_limit_raises_instead_of_running_unfused():
+    # torch.compile's own default would switch to an unfused flex_attention, which builds every
+    # score, after 8 kernels and say so only in a log line; attnlib's limit raises a clear error.
+    # The kernels of a process count, so this runs in a fresh one.
+    run = subprocess.run([sys.executable, "-c", LIMIT_SCRIPT], capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines() == [
+        "40 True", "48 True",
+        "56 backend 'flex' has compiled its limit of 2 kernels (one per shape, dtype and pattern) "
+        "in this process; use backend='plain', or raise attnlib.flex.RECOMPILE_LIMIT before the "
+        "first flex call"]

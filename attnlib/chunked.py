@@ -71,9 +71,9 @@ def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mas
     graph). When gradients are being recorded for an input, the same fast path runs
     inside ``ChunkedAttentionFunction``, whose backward pass recomputes the
     tiles instead of storing them. Numpy arrays take the plain path, the online
-    softmax written out; both compute the same thing. The fast path may cut a query
-    block into thinner slices of rows, so that one tile of scores over the whole
-    batch stays small enough for the processor's cache.
+    softmax written out; both compute the same thing. The fast path may cut a tile
+    into smaller ones, so that one tile of scores over the whole batch stays small
+    enough for the processor's cache.
     """
     causal = check_flag(causal, "causal")
     q, k, v, batch = as_qkv(q, k, v)
@@ -91,7 +91,7 @@ def chunked_attention(q, k, v, *, chunk_size=1024, causal=False, scale=None, mas
         q, k, v = (t.expand(*batch, *t.shape[-2:]) for t in (q, k, v))
         return ChunkedAttentionFunction.apply(q, k, v, keep, causal, scale, size)
     with torch.no_grad():
-        return _chunked_torch(q, k, v, keep, causal, scale, _fast_rows(size, batch), size, batch)
+        return _chunked_torch(q, k, v, keep, causal, scale, *_fast_tile(size, batch), batch)
 
 
 class ChunkedAttentionFunction(torch.autograd.Function):
@@ -112,17 +112,17 @@ class ChunkedAttentionFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, keep, causal, scale, size):
         batch = tuple(q.shape[:-2])
         lse = q.new_empty((*batch, q.shape[-2], 1))
-        rows = _fast_rows(size, batch)
-        out = _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=lse)
+        rows, cols = _fast_tile(size, batch)
+        out = _chunked_torch(q, k, v, keep, causal, scale, rows, cols, batch, lse=lse)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.keep, ctx.causal, ctx.scale, ctx.size, ctx.rows = keep, causal, scale, size, rows
+        ctx.keep, ctx.causal, ctx.scale, ctx.rows, ctx.cols = keep, causal, scale, rows, cols
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, d_out):
         q, k, v, out, lse = ctx.saved_tensors
-        keep, causal, scale, size, rows = ctx.keep, ctx.causal, ctx.scale, ctx.size, ctx.rows
+        keep, causal, scale, rows, size = ctx.keep, ctx.causal, ctx.scale, ctx.rows, ctx.cols
         batch, lq, lk = tuple(q.shape[:-2]), q.shape[-2], k.shape[-2]
         q3, k3, v3, out3, d_out3 = (_flat(t, batch) for t in (q, k, v, out, d_out))
         neg_lse = _flat(lse, batch).neg()                             # (G, Lq, 1)
@@ -229,11 +229,19 @@ _GROWTH = 2.0 ** 64        # how far a row's exponentials may grow before it is 
 _MODERATE = 16.0           # row maxima within +-16: shift by 0, so a tile needs no subtraction
 
 
-def _fast_rows(size, batch):
-    """Query rows per tile of the fast path: ``size``, or fewer (but at least 64)
-    so that a tile of ``rows x size`` scores for every batch entry stays in cache."""
-    per_row = max(1, math.prod(batch)) * size
-    return max(min(size, 64), min(size, _TILE_ELEMENTS // per_row))
+def _fast_tile(size, batch):
+    """Query rows and key columns per tile of the fast path: ``size`` each, halved (the
+    longer side first, down to 64) until a tile of scores for every batch entry holds at
+    most ``2**21``, so that it stays in the processor's cache; squarer tiles measured
+    faster than thin slices of rows."""
+    rows = cols = size
+    per_tile = max(1, math.prod(batch))
+    while per_tile * rows * cols > _TILE_ELEMENTS and max(rows, cols) > 64:
+        if cols >= rows:
+            cols = max(64, cols // 2)
+        else:
+            rows = max(64, rows // 2)
+    return rows, cols
 
 
 def _flat(x, batch):
@@ -262,8 +270,7 @@ def _masked(s, tile, batch):
 
 
 def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
-    """The same tiles (``rows`` queries by ``size`` keys) as ``(G, rows, size)`` matrix
-    products over the batch flattened to ``G`` entries; ``q (..., Lq, d)``,
+    """Tiles of ``rows`` queries by ``size`` keys as ``(G, rows, size)`` matrix products over the batch flattened to ``G`` entries; ``q (..., Lq, d)``,
     ``k (..., Lk, d)``, ``v (..., Lk, dv)``, returns ``out (..., Lq, dv)``. If ``lse``
     (a ``(..., Lq, 1)`` tensor) is given, it receives each row's log-sum-exp, and
     ``+inf`` for a row with no key, so that ``exp(s - lse)`` is 0 on it.

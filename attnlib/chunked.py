@@ -138,11 +138,11 @@ class ChunkedAttentionFunction(torch.autograd.Function):
                 s = _product(q_blk, k_t[..., k0:k1], scale, neg_lse[:, q0:q1], s_buf)  # s - lse
                 tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
                 p = _masked(s, tile, batch).exp_()                     # the tile's weights
-                dv[:, k0:k1].baddbmm_(p.transpose(1, 2), do_blk)
+                _add_product(dv[:, k0:k1], p.transpose(1, 2), do_blk)
                 dp = _product(do_blk, v_t[..., k0:k1], 1.0, neg_delta[:, q0:q1], dp_buf)  # dP - delta
                 ds = dp.mul_(p)                                        # (G, cq, ck)
-                dq[:, q0:q1].baddbmm_(ds, k3[:, k0:k1], alpha=scale)
-                dk[:, k0:k1].baddbmm_(ds.transpose(1, 2), q_blk, alpha=scale)
+                _add_product(dq[:, q0:q1], ds, k3[:, k0:k1], scale)
+                _add_product(dk[:, k0:k1], ds.transpose(1, 2), q_blk, scale)
         return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None, None, None, None
 
 
@@ -261,6 +261,13 @@ def _product(a, b, alpha, neg_shift, buf):
     return torch.baddbmm(neg_shift.expand(out.shape), a, b, alpha=alpha, out=out)
 
 
+def _add_product(out, a, b, alpha=1.0):
+    """``out += alpha * a @ b`` in place, for ``out (G, r, c)``, ``a (G, r, d)``, ``b (G, d, c)``.
+    Written as ``torch.baddbmm(out, a, b, out=out)``, which torch's FLOP counter counts
+    (it does not count ``Tensor.baddbmm_``)."""
+    return torch.baddbmm(out, a, b, alpha=alpha, out=out)
+
+
 def _masked(s, tile, batch):
     """The tile of scores ``s (G, r, c)`` with ``-inf`` where ``tile`` (None or boolean,
     broadcastable to ``(..., r, c)``) is False, in place."""
@@ -302,7 +309,7 @@ def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
                 p_sum = p.sum(dim=-1, keepdim=True)            # (G, cq, 1)
                 if p_sum.max() <= _GROWTH:
                     l.add_(p_sum)
-                    acc.baddbmm_(p, v[:, k0:k1])
+                    _add_product(acc, p, v[:, k0:k1])
                     continue
             # the exact update: shift by the running maximum and rescale what came before
             s = _masked(_product(q_blk, k_t[..., k0:k1], scale, None, buf), tile, batch)   # (G, cq, ck)
@@ -317,7 +324,7 @@ def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
             else:
                 alpha = m.sub_(shift).exp_()                   # exp(m_old - m_new)
                 l.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
-                acc.mul_(alpha).baddbmm_(p, v[:, k0:k1])
+                _add_product(acc.mul_(alpha), p, v[:, k0:k1])
             m = m_new
             settled = bool(torch.isfinite(m).all())
             if settled and m.abs().max() <= _MODERATE:         # from here on shift by 0

@@ -173,3 +173,18 @@ def test_training_step_extra_memory_at_16k_is_below_a_sixteenth_of_the_score_mat
     extra = benchmark.peak_memory(functools.partial(warmed_training_call, n, d), warmup=0)
     # the gradients dq, dk, dv (12 MiB) count: they are the step's output
     assert extra <= dense_scores / 16, f"measured {extra / benchmark.MiB:.1f} MiB"
+
+
+def test_flop_counter_sees_every_product_forward_and_backward():
+    # forward: q k^T and P V, 4 n^2 d per head; backward: the five products of FlashAttention-2
+    # (S again, dV, dP, dQ, dK), 10 n^2 d. The in-place accumulations must be counted too.
+    from torch.utils.flop_counter import FlopCounterMode
+    n, d, heads = 300, 16, 2
+    q, k, v = (t.detach().float().requires_grad_() for t in qkv(n, d=d, batch=(1, heads)))
+    forward, backward = FlopCounterMode(display=False), FlopCounterMode(display=False)
+    with forward:
+        out = chunked_attention(q, k, v, chunk_size=64)
+    with backward:
+        out.sum().backward()
+    assert forward.get_total_flops() == 4 * n * n * d * heads
+    assert backward.get_total_flops() == 10 * n * n * d * heads

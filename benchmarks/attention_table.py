@@ -13,7 +13,10 @@ non-causal and causal, and each length n, it measures side by side, B=1, H=1, d=
 - ``chunked``: ``attnlib.chunked_attention``;
 - ``flex dense`` and ``flex window``: compiled ``flex_attention`` with no mask (causal: the
   causal mask) and with a window of 256 (causal: the causal window); the first call of each
-  compiles, and its time is the ``compile_s`` column;
+  compiles, and its time is the ``compile_s`` column (a new kernel for each n and dtype; the
+  two patterns share it). The run compiles into an empty cache of its own, so that the column
+  shows what a first run on a new machine costs, not a cache left by an earlier run
+  (``--keep-compile-cache`` uses torch's usual cache instead);
 - ``sliding window``: ``attnlib.sliding_window_attention(window=256)``, the plain code.
 
 Times are medians of interleaved repeats, ratios are against torch sdpa in the same run, and
@@ -29,7 +32,9 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -125,27 +130,30 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Time and memory against n on log-log axes, a column per (dtype, causal)."""
-    groups = sorted({(r["dtype"], r["causal"]) for r in rows}, key=str)
+    """Time and memory against n on log-log axes, a column per (dtype, causal), one colour
+    per implementation in every panel."""
+    groups = list(dict.fromkeys((r["dtype"], r["causal"]) for r in rows))
+    colour = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(r["implementation"] for r in rows))}
     fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 8), squeeze=False)
     for col, (dtype, causal) in enumerate(groups):
         sub = [r for r in rows if (r["dtype"], r["causal"]) == (dtype, causal)]
         for name in dict.fromkeys(r["implementation"] for r in sub):
             pts = [r for r in sub if r["implementation"] == name]
-            axes[0, col].loglog([r["n"] for r in pts], [r["median_s"] for r in pts], "o-", label=name)
-            mem = [r for r in pts if r["peak_bytes"] not in (None, "") and float(r["peak_bytes"]) > 0]
+            style = dict(color=colour[name], label=name)
+            axes[0, col].loglog([r["n"] for r in pts], [r["median_s"] for r in pts], "o-", **style)
+            mem = [r for r in pts if r["peak_bytes"]]
             if mem:
-                axes[1, col].loglog([r["n"] for r in mem],
-                                    [float(r["peak_bytes"]) / bm.MiB for r in mem], "o-", label=name)
+                axes[1, col].loglog([r["n"] for r in mem], [r["peak_bytes"] / bm.MiB for r in mem],
+                                    "o-", **style)
         axes[0, col].set_title(f"{dtype}, {'causal' if causal else 'non-causal'}")
         axes[0, col].set_ylabel("median time (s)")
         axes[1, col].set_ylabel("extra peak memory (MiB)")
         for ax in axes[:, col]:
             ax.set_xlabel("sequence length n")
             ax.legend(fontsize=8)
-    info = bm.machine()
-    fig.suptitle(f"{info['cpu']}, {info['cpus']} CPUs, {info['threads']} torch threads, "
-                 f"torch {info['torch']}")
+    first = rows[0]
+    fig.suptitle(f"{first['cpu']}, {first['cpus']} CPUs, {first['threads']} torch threads, "
+                 f"torch {first['torch']}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -164,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--flex-memory", action="store_true",
                         help="also measure flex's memory (each child process compiles again)")
+    parser.add_argument("--keep-compile-cache", action="store_true",
+                        help="compile into torch's usual cache (by default: an empty one)")
     parser.add_argument("--naive-limit", type=float, default=2 ** 31,
                         help="bytes the naive version's two score matrices may take")
     parser.add_argument("--csv", type=Path, default=ROOT / "attnlib" / "data" / "attention_table.csv")
@@ -171,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if not args.keep_compile_cache:     # torch.compile reads this before it writes a kernel
+        cache = tempfile.TemporaryDirectory(prefix="attention-table-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
     if not args.no_flex and not flex.flex_available():
         print("flex_attention cannot compile here (no C++ compiler?): skipping it\n")
         args.no_flex = True

@@ -17,8 +17,9 @@ It prints four tables, each measured side by side in one run:
 3. Extra peak memory of the forward pass at n=16384, B=1, H=1, d=64, float32, each
    measured in a fresh process (see ``attnlib.benchmark``), next to one dense fp32
    score matrix (16384^2 * 4 bytes = 1 GiB). Target: chunked <= 1/16 of it (64 MiB).
-4. Extra peak memory of a training step, chunked, at n=4096, 8192 and 16384 (and
-   torch's at 16384). Target at 16384: at most 1/16 of the score matrix.
+4. Extra peak memory of a training step, chunked, at n=4096 .. 65536 (and torch's
+   at 16384), and how it grows over that range. Target at 16384: at most 1/16 of the
+   score matrix.
 
 The repeats are interleaved (a, b, c, a, b, c, ...) so that other work on the
 machine slows every implementation alike; ratios of medians are what to compare.
@@ -79,22 +80,29 @@ def training_time_table(n: int, heads: int, d: int, repeats: int) -> float:
     return ratio
 
 
-def training_memory_table(sizes: list[int], d: int) -> None:
+def training_memory_table(sizes: list[int], d: int, target_n: int) -> None:
     """Print the extra peak memory of one training step of chunked attention at each
-    size (and of torch's at the largest), next to one dense score matrix."""
+    size (and of torch's at ``target_n``), next to one dense score matrix, and how it
+    grows from the smallest size to the largest."""
     print(f"Extra peak memory of a training step (forward + backward, gradients included), "
           f"B=1, H=1, d={d}, float32")
     print(f"{'n':>6s}  {'implementation':26s}  {'extra peak':>12s}  {'/ score matrix':>14s}")
     rows = [(n, "attnlib.chunked_attention", chunked_attention) for n in sizes]
-    rows.append((sizes[-1], "torch sdpa", torch_sdpa))
+    rows.append((target_n, "torch sdpa", torch_sdpa))
+    chunked = {}
     for n, name, fn in rows:
         dense = attention_memory_bytes(n, d)["scores"]
         extra = peak_memory(functools.partial(training_call, fn, n, d=d))
         print(f"{n:6d}  {name:26s}  {format_bytes(extra):>12s}  {extra / dense:14.4f}")
-        if name.startswith("attnlib") and n == sizes[-1]:
-            verdict = "meets" if extra <= MEMORY_TARGET * dense else "MISSES"
-            print(f"{'':6s}  ({verdict} the target <= 1/16 = {format_bytes(dense / 16)})")
-    print()
+        if name.startswith("attnlib"):
+            chunked[n] = extra
+            if n == target_n:
+                verdict = "meets" if extra <= MEMORY_TARGET * dense else "MISSES"
+                print(f"{'':6s}  ({verdict} the target <= 1/16 = {format_bytes(dense / 16)})")
+    first, last = sizes[0], sizes[-1]
+    print(f"from n={first} to n={last} ({last // first}x the tokens) the chunked step's extra "
+          f"peak grows {chunked[last] / chunked[first]:.1f}x; the dense score matrix "
+          f"{(last // first) ** 2}x\n")
 
 
 def memory_table(n: int, d: int, with_naive: bool) -> float:
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         training_time_table(8192, 8, 64, args.repeats)
     memory_table(16384, 64, not args.no_naive_memory)
     if not args.no_training:
-        training_memory_table([4096, 8192, 16384], 64)
+        training_memory_table([4096, 8192, 16384, 32768, 65536], 64, 16384)
     return 0
 
 

@@ -23,6 +23,10 @@ It prints three tables, each measured side by side in one run:
 3. Extra peak memory of the sliding window (window=256, H=8) at n = 4096, 16384 and
    65536, each measured in a fresh process (see ``attnlib.benchmark``). Target: from
    16384 to 65536 (4x the length) the extra memory grows by at most 5x.
+4. With ``--pair-cost``: what one query-key pair costs in torch's fused kernel, dense at
+   n=16384 and on the sliding window's blocks (``b`` queries against ``b + 2 * 256`` keys,
+   ``attnlib.local.blocked_attention``, the kernel call of the plain path), and the time
+   ratio the window's 513 keys per query would reach at each cost with no key wasted.
 
 The repeats are interleaved (a, b, c, a, b, c, ...) so that other work on the machine
 slows every implementation alike; ratios of medians are what to compare.
@@ -38,7 +42,9 @@ import torch
 
 import attnlib
 from attnlib import flex
-from attnlib.benchmark import attention_call, compare, format_bytes, machine, peak_memory, torch_sdpa
+from attnlib.benchmark import (attention_call, attention_inputs, compare, format_bytes, machine,
+                               peak_memory, torch_sdpa)
+from attnlib.local import band_blocks, blocked_attention
 
 N, HEADS, D, WINDOW = 16384, 8, 64, 256
 TIME_TARGET = 0.045
@@ -89,6 +95,43 @@ def memory_table(lengths=(4096, 16384, 65536)) -> float:
     return growth
 
 
+def _blocks_call(block: int):
+    """The kernel call of the sliding window's plain path on blocks of ``block`` queries,
+    its inputs cut beforehand; returns ``(call, query-key pairs it computes)``."""
+    q, k, v = attention_inputs(N, heads=HEADS, d=D)
+    qb, kb, vb, keep = band_blocks(q, k, v, window=WINDOW, causal=False, block=block)
+    pairs = HEADS * qb.shape[-3] * block * kb.shape[-2]
+    return functools.partial(blocked_attention, qb, kb, vb, keep, D ** -0.5), pairs
+
+
+def pair_cost_table(blocks=(32, 64, 128, 192), repeats: int = 5) -> float:
+    """Print torch's fused kernel's time per query-key pair, dense and on the window's
+    blocks; return the lowest time ratio the window could reach at the blocks' costs."""
+    dense_pairs = HEADS * N * N
+    made = {"dense (n x n)": (attention_call(torch_sdpa, N, heads=HEADS, d=D), dense_pairs)}
+    for b in blocks:
+        made[f"blocks of {b} ({b} x {b + 2 * WINDOW})"] = _blocks_call(b)
+    pairs = {name: n_pairs for name, (_, n_pairs) in made.items()}
+    result = compare({name: (lambda call=call: call) for name, (call, _) in made.items()},
+                     baseline="dense (n x n)", repeats=repeats, warmup=1)
+    print(f"Torch's fused kernel per query-key pair, n={N}, B=1, H={HEADS}, d={D}, float32")
+    print(f"{'kernel call':28s}  {'pairs':>10s}  {'median':>10s}  {'ns per pair':>11s}  "
+          f"{'window / dense at this cost':>27s}")
+    dense_cost = result.median("dense (n x n)") / dense_pairs
+    floors = []
+    for name in result.names:
+        cost = result.median(name) / pairs[name]
+        floor = (2 * WINDOW + 1) * cost / (N * dense_cost)
+        if name != "dense (n x n)":
+            floors.append(floor)
+        print(f"{name:28s}  {pairs[name]:10.2e}  {result.median(name) * 1e3:8.1f}ms  "
+              f"{cost * 1e9:11.2f}  {floor:26.4f}x")
+    print(f"(medians of {repeats} interleaved runs) with no key wasted, the window's "
+          f"{2 * WINDOW + 1} keys per query at the blocks' lowest cost per pair take "
+          f"{min(floors):.4f}x the dense kernel's time (target <= {TIME_TARGET}x)\n")
+    return min(floors)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation")
@@ -97,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads (default: torch's choice, all cores)")
     parser.add_argument("--flex", action="store_true",
                         help="also time backend='flex' (compiles one kernel per pattern)")
+    parser.add_argument("--pair-cost", action="store_true",
+                        help="also time torch's kernel per query-key pair, dense and on blocks")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -147,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     for (pattern, shape, _, dtype), seconds in flex.first_call_seconds().items():
         print(f"flex {pattern} {tuple(shape)} {dtype}: first call (compile + run) {seconds:.1f} s")
 
+    if args.pair_cost:
+        pair_cost_table(repeats=args.repeats)
     growth = memory_table()
     print(f"summary: time {ratio:.3f}x torch sdpa (target <= {TIME_TARGET}x); "
           f"memory 16k -> 64k {growth:.2f}x (target <= {MEMORY_TARGET:.0f}x)")

@@ -299,8 +299,8 @@ def test_masked_tiles_before_very_negative_scores(make):
 def test_fast_path_smaller_tiles_for_large_batches(causal):
     # 64 batch entries: the fast path cuts its tiles smaller than chunk_size, squarest first
     from attnlib.chunked import _fast_tile
-    assert _fast_tile(1024, (1, 8)) == (512, 512) and _fast_tile(1024, (1,)) == (1024, 1024)
-    assert _fast_tile(1024, (16,)) == (512, 256) and _fast_tile(1024, (4096,)) == (64, 64)
+    assert _fast_tile(1024, (1, 8)) == (1024, 512) and _fast_tile(1024, (1,)) == (1024, 1024)
+    assert _fast_tile(1024, (16,)) == (512, 512) and _fast_tile(1024, (4096,)) == (64, 64)
     assert _fast_tile(16, (4096,)) == (16, 16) and _fast_tile(100, (2 ** 20,)) == (64, 64)
     q, k, v = qkv(300, d=8, batch=(8, 8), dtype=torch.float32, seed=13)
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)

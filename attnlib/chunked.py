@@ -129,7 +129,8 @@ class ChunkedAttentionFunction(torch.autograd.Function):
         neg_delta = (d_out3 * out3).sum(dim=-1, keepdim=True).neg_()   # -rowsum(dO * O)
         k_t, v_t = k3.transpose(1, 2), v3.transpose(1, 2)             # (G, d, Lk), (G, dv, Lk)
         dq, dk, dv = torch.zeros_like(q3), torch.zeros_like(k3), torch.zeros_like(v3)
-        s_buf, dp_buf = (q3.new_empty((q3.shape[0], min(rows, lq), min(size, lk))) for _ in "sp")
+        s_buf = q3.new_empty((q3.shape[0], min(rows, lq), min(size, lk)))  # one tile, reused
+        dp_buf = torch.empty_like(s_buf)
         for q0 in range(0, lq, rows):
             q1 = min(q0 + rows, lq)
             q_blk, do_blk = q3[:, q0:q1], d_out3[:, q0:q1]             # (G, cq, d), (G, cq, dv)
@@ -139,8 +140,8 @@ class ChunkedAttentionFunction(torch.autograd.Function):
                 tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
                 p = _masked(s, tile, batch).exp_()                     # the tile's weights
                 _add_product(dv[:, k0:k1], p.transpose(1, 2), do_blk)
-                dp = _product(do_blk, v_t[..., k0:k1], 1.0, neg_delta[:, q0:q1], dp_buf)  # dP - delta
-                ds = dp.mul_(p)                                        # (G, cq, ck)
+                dp = _product(do_blk, v_t[..., k0:k1], 1.0, neg_delta[:, q0:q1], dp_buf)
+                ds = dp.mul_(p)                                        # P * (dP - delta)
                 _add_product(dq[:, q0:q1], ds, k3[:, k0:k1], scale)
                 _add_product(dk[:, k0:k1], ds.transpose(1, 2), q_blk, scale)
         return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None, None, None, None
@@ -278,10 +279,11 @@ def _masked(s, tile, batch):
 
 
 def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
-    """Tiles of ``rows`` queries by ``size`` keys as ``(G, rows, size)`` matrix products over the batch flattened to ``G`` entries; ``q (..., Lq, d)``,
-    ``k (..., Lk, d)``, ``v (..., Lk, dv)``, returns ``out (..., Lq, dv)``. If ``lse``
-    (a ``(..., Lq, 1)`` tensor) is given, it receives each row's log-sum-exp, and
-    ``+inf`` for a row with no key, so that ``exp(s - lse)`` is 0 on it.
+    """Tiles of ``rows`` queries by ``size`` keys as ``(G, rows, size)`` matrix products
+    over the batch flattened to ``G`` entries; ``q (..., Lq, d)``, ``k (..., Lk, d)``,
+    ``v (..., Lk, dv)``, returns ``out (..., Lq, dv)``. If ``lse`` (a ``(..., Lq, 1)``
+    tensor) is given, it receives each row's log-sum-exp, and ``+inf`` for a row with
+    no key, so that ``exp(s - lse)`` is 0 on it.
 
     Softmax does not change when a row's scores all move by the same amount, so the
     shift ``m`` need not be the running maximum: any value that keeps the exponentials
@@ -306,14 +308,15 @@ def _chunked_torch(q, k, v, keep, causal, scale, rows, size, batch, lse=None):
             k1 = min(k0 + size, lk)
             tile = _tile_keep(keep, causal, q0, q1, k0, k1, q)
             if settled:  # one product, one exponential, one sum
-                p = _masked(_product(q_blk, k_t[..., k0:k1], scale, neg_shift, buf), tile, batch).exp_()
+                s = _product(q_blk, k_t[..., k0:k1], scale, neg_shift, buf)     # s - shift
+                p = _masked(s, tile, batch).exp_()
                 p_sum = p.sum(dim=-1, keepdim=True)            # (G, cq, 1)
                 if p_sum.max() <= _GROWTH:
                     l.add_(p_sum)
                     _add_product(acc, p, v[:, k0:k1])
                     continue
             # the exact update: shift by the running maximum and rescale what came before
-            s = _masked(_product(q_blk, k_t[..., k0:k1], scale, None, buf), tile, batch)   # (G, cq, ck)
+            s = _masked(_product(q_blk, k_t[..., k0:k1], scale, None, buf), tile, batch)
             m_new = s.amax(dim=-1, keepdim=True)               # (G, cq, 1)
             if m is not None:
                 torch.maximum(m_new, m, out=m_new)

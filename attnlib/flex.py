@@ -33,9 +33,9 @@ import time
 import numpy as np
 import torch
 
-__all__ = ["BACKENDS", "RECOMPILE_LIMIT", "check_backend", "flex_available", "flex_masked_attention",
-           "window_mask_mod", "longformer_mask_mod", "layout_mask_mod", "strided_mask_mod",
-           "first_call_seconds"]
+__all__ = ["BACKENDS", "RECOMPILE_LIMIT", "check_backend", "flex_available",
+           "flex_masked_attention", "window_mask_mod", "longformer_mask_mod", "layout_mask_mod",
+           "strided_mask_mod", "first_call_seconds"]
 
 BACKENDS = ("plain", "flex")
 RECOMPILE_LIMIT = 64      # compiled kernels (shape, dtype, pattern) kept per process

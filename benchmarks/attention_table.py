@@ -133,7 +133,8 @@ def plot(rows: list[dict], path: Path) -> None:
     """Time and memory against n on log-log axes, a column per (dtype, causal), one colour
     per implementation in every panel."""
     groups = list(dict.fromkeys((r["dtype"], r["causal"]) for r in rows))
-    colour = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(r["implementation"] for r in rows))}
+    names = dict.fromkeys(r["implementation"] for r in rows)
+    colour = {name: f"C{i}" for i, name in enumerate(names)}
     fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 8), squeeze=False)
     for col, (dtype, causal) in enumerate(groups):
         sub = [r for r in rows if (r["dtype"], r["causal"]) == (dtype, causal)]

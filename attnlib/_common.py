@@ -134,10 +134,10 @@ def check_count(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_features(q) -> None:
-    """Check that queries ``q (..., Lq, d)`` have a feature size ``d >= 1``."""
-    if q.shape[-1] == 0:
-        raise ValueError(f"q of shape {tuple(q.shape)} needs a feature size d >= 1 "
+def check_features(x, name: str = "q") -> None:
+    """Check that ``x (..., L, d)`` (queries by default) has a feature size ``d >= 1``."""
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} of shape {tuple(x.shape)} needs a feature size d >= 1 "
                          "(last dimension)")
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import check_count
+from ._common import check_count, check_flag
 
 MiB = 2 ** 20
 TABLE_FILE = Path(__file__).with_name("data") / "attention_table.csv"
@@ -316,6 +316,7 @@ def compare(factories: Mapping[str, Callable[[], Callable[[], object]]], *, base
         raise ValueError(f"baseline {baseline!r} is not one of {list(factories)}")
     repeats = check_count(repeats, "repeats", 1)
     warmup = check_count(warmup, "warmup", 0)
+    memory = check_flag(memory, "memory")
     calls = {name: make() for name, make in factories.items()}
     for _ in range(warmup):
         for call in calls.values():
@@ -398,7 +399,7 @@ def training_call(fn: Callable, n: int, *, batch: int = 1, heads: int = 1, d: in
 
 def torch_sdpa(q, k, v, *, causal: bool = False):
     """Baseline: ``torch.nn.functional.scaled_dot_product_attention`` (torch tensors)."""
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=check_flag(causal, "causal"))
 
 
 def naive_attention(q, k, v, *, causal: bool = False):
@@ -407,6 +408,7 @@ def naive_attention(q, k, v, *, causal: bool = False):
     Shapes: ``q (..., Lq, d)``, ``k (..., Lk, d)``, ``v (..., Lk, dv)`` -> ``(..., Lq, dv)``.
     Works on numpy arrays and torch tensors.
     """
+    causal = check_flag(causal, "causal")
     if isinstance(q, np.ndarray):
         s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
         if causal:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_count, check_dropout, check_positive, check_real, check_tensor
+from ._common import (check_count, check_dropout, check_flag, check_positive, check_real,
+                      check_tensor)
 from .encoder import TransformerEncoderLayer
 
 IGNORE_INDEX = -100   # label of the positions the MLM loss skips (torch's cross_entropy default)
@@ -115,7 +116,8 @@ class BertModel(nn.Module):
             for _ in range(config.num_layers))
         for layer in self.layers:
             layer.dropout = nn.Identity()    # BERT has no dropout inside the feed-forward layer
-        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        self.pooler = (nn.Linear(config.hidden_size, config.hidden_size)
+                       if check_flag(add_pooling_layer, "add_pooling_layer") else None)
         self.apply(init_bert_weights)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, *,
@@ -156,7 +158,7 @@ class BertModel(nn.Module):
         """
         sd = {k.removeprefix("bert."): v for k, v in state_dict.items()
               if not k.startswith("cls.")}
-        _load(self, sd, _hf_encoder_keys(self), strict=strict)
+        _load(self, sd, _hf_encoder_keys(self), strict=check_flag(strict, "strict"))
         return self
 
     @classmethod
@@ -223,7 +225,7 @@ class BertForMaskedLM(nn.Module):
                      "cls.predictions.transform.LayerNorm.bias": "head.norm.bias",
                      "cls.predictions.bias": "head.bias"})
         _load(self, {k if k.startswith(("bert.", "cls.")) else f"bert.{k}": v
-                     for k, v in sd.items()}, keys, strict=strict)
+                     for k, v in sd.items()}, keys, strict=check_flag(strict, "strict"))
         return self
 
     @classmethod

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import check_count
+from ._common import check_count, check_flag
 
 
 def _pairs(n: int, m: int, causal: bool) -> int:
@@ -90,7 +90,8 @@ def attention_flops(n: int, d: int, *, heads: int = 1, batch: int = 1, n_kv: int
     """
     n, d, heads, batch, m = _sizes(n, d, heads, batch, n_kv)
     feed_forward = check_count(feed_forward, "feed_forward", 0)
-    pairs = batch * heads * _pairs(n, m, causal)
+    projections = check_flag(projections, "projections")
+    pairs = batch * heads * _pairs(n, m, check_flag(causal, "causal"))
     d_model = heads * d
     out = {
         "scores": 2 * pairs * d,

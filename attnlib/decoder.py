@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import as_token_ids, check_count, check_flag, check_positive
+from ._common import as_token_ids, check_count, check_flag, check_positive, check_tensor
 from .gqa import grouped_query_attention
 from .kv_cache import KVCache
 from .multihead import merge_heads, split_heads
@@ -274,6 +274,13 @@ def next_token_loss(logits, input_ids):
     predicts token ``i + 1``, so the labels are the inputs shifted left by one and the
     last position has no label. Returns a scalar tensor (in nats per token).
     """
+    input_ids = as_token_ids(input_ids)
+    if input_ids.shape[1] < 2:
+        raise ValueError(f"input_ids must have L >= 2 tokens (the first label is token 1), got "
+                         f"shape {tuple(input_ids.shape)}")
+    if check_tensor(logits, "logits").ndim != 3 or logits.shape[:2] != input_ids.shape:
+        raise ValueError(f"logits must have shape (B, L, V) with (B, L) = {tuple(input_ids.shape)}"
+                         f" of input_ids, got shape {tuple(logits.shape)}")
     v = logits.shape[-1]
     return F.cross_entropy(logits[:, :-1].reshape(-1, v), input_ids[:, 1:].reshape(-1))
 

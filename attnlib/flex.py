@@ -33,6 +33,8 @@ import time
 import numpy as np
 import torch
 
+from ._common import check_flag
+
 __all__ = ["BACKENDS", "RECOMPILE_LIMIT", "check_backend", "flex_available",
            "flex_masked_attention", "window_mask_mod", "longformer_mask_mod", "layout_mask_mod",
            "strided_mask_mod", "first_call_seconds"]
@@ -130,7 +132,7 @@ def window_mask_mod(window: int, causal: bool, dilation: int):
     """``j = i + m * dilation`` with ``|m| <= window`` (``m <= 0`` if causal):
     :func:`attnlib.local_mask`."""
     hi = torch.tensor(window * dilation)
-    lo = torch.tensor(0 if causal else -window * dilation)
+    lo = torch.tensor(0 if check_flag(causal, "causal") else -window * dilation)
     step = torch.tensor(dilation)
 
     def mask_mod(b, h, i, j):
@@ -164,7 +166,7 @@ def strided_mask_mod(stride: int, causal: bool):
     """``|i - j| <= stride`` or ``i - j`` a multiple of ``stride`` (``j <= i`` if causal):
     :func:`attnlib.strided_mask`."""
     l = torch.tensor(stride)
-    lo = torch.tensor(0 if causal else -(2 ** 62))
+    lo = torch.tensor(0 if check_flag(causal, "causal") else -(2 ** 62))
 
     def mask_mod(b, h, i, j):
         off = i - j

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import append_keys, ceil_div, check_count, check_flag, pad_seq, self_attention_inputs
+from ._common import (append_keys, blocks, ceil_div, check_count, check_flag, concat, pad_seq,
+                      self_attention_inputs)
 from .attention import scaled_dot_product_attention
 from .flex import check_backend, flex_masked_attention
 from .sparse_masks import global_token_index
@@ -67,8 +68,8 @@ def sliding_window_attention(q, k, v, *, window, causal=False, scale=None, dilat
                        block=_block(block_size, window, n))
     # positions p = t * D + r: each residue class r is a plain sliding window over t
     m = ceil_div(n, dilation)
-    qd, kd, vd = (pad_seq(x, 0, m * dilation - n).reshape(*x.shape[:-2], m, dilation, x.shape[-1])
-                  .swapaxes(-2, -3) for x in (q, k, v))                 # (..., D, m, d)
+    qd, kd, vd = (blocks(pad_seq(x, 0, m * dilation - n), dilation).swapaxes(-2, -3)
+                  for x in (q, k, v))                                   # (..., D, m, d)
     key_ok = (np.arange(m * dilation).reshape(m, dilation) < n).T     # (D, m): real positions
     out = _banded(qd, kd, vd, window=window, causal=causal, scale=scale,
                   block=_block(block_size, window, m), key_ok=key_ok, query_ok=key_ok)
@@ -160,8 +161,7 @@ def band_blocks(q, k, v, *, window, causal, block, key_ok=None, query_ok=None):
     span = window if causal else 2 * window               # keys of query a: c = a .. a + span
     size = block + span
     right = nb * block - n + span - window
-    qb = pad_seq(q, 0, nb * block - n)
-    qb = qb.reshape(*qb.shape[:-2], nb, block, qb.shape[-1])                  # (..., nb, b, d)
+    qb = blocks(pad_seq(q, 0, nb * block - n), block)                         # (..., nb, b, d)
     kb, vb = (_windows(pad_seq(x, window, right), size, block) for x in (k, v))  # (..., nb, size, d)
     ok = np.ones(n, dtype=bool) if key_ok is None else key_ok                 # (..., n)
     ok = np.pad(ok, [(0, 0)] * (ok.ndim - 1) + [(window, right)])             # False outside
@@ -193,8 +193,7 @@ def _banded(q, k, v, *, window, causal, scale, block, key_ok=None, query_ok=None
     hi = (n + window - size) // block            # last block whose window ends at key <= n
     if key_ok is None and query_ok is None and extra is None and hi >= lo:
         start, stop = lo * block, (hi + 1) * block           # interior queries: start .. stop-1
-        qi = q[..., start:stop, :]
-        qi = qi.reshape(*qi.shape[:-2], hi + 1 - lo, block, qi.shape[-1])     # (..., m, b, d)
+        qi = blocks(q[..., start:stop, :], block)                             # (..., m, b, d)
         ki, vi = (_windows(x[..., start - window:, :], size, block)[..., : hi + 1 - lo, :, :]
                   for x in (k, v))                                            # (..., m, size, d)
         a = np.arange(block)[:, None]
@@ -212,10 +211,7 @@ def _banded(q, k, v, *, window, causal, scale, block, key_ok=None, query_ok=None
             parts.append(_banded(q[..., first:, :], k[..., first:, :], v[..., first:, :],
                                  window=window, causal=causal, scale=scale, block=block,
                                  query_ok=np.arange(first, n) >= stop)[..., stop - first:, :])
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat(parts, dim=-2) if isinstance(q, torch.Tensor) \
-            else np.concatenate(parts, axis=-2)
+        return parts[0] if len(parts) == 1 else concat(parts, -2)
     qb, kb, vb, keep = band_blocks(q, k, v, window=window, causal=causal, block=block,
                                    key_ok=key_ok, query_ok=query_ok)
     if extra is not None:

@@ -21,7 +21,8 @@ import math
 import numpy as np
 import torch
 
-from ._common import array_namespace, as_float_array, check_count, check_positive
+from ._common import (array_namespace, as_float_array, check_count, check_features,
+                      check_positive)
 
 
 def _inverse_frequencies(d: int, base: float) -> np.ndarray:
@@ -80,6 +81,7 @@ def apply_rope(x, positions=None, base: float = 10000.0):
     x = as_float_array(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., L, d), got shape {tuple(x.shape)}")
+    check_features(x, "x")
     *lead, length, d = x.shape
     if d % 2:
         raise ValueError(f"x must have an even feature size d to rotate pairs of features, "

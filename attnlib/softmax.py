@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import as_float_array, as_mask, check_axis, check_positive, row_max
+from ._common import array_namespace, as_float_array, as_mask, check_axis, check_positive, row_max
 
 
 def _masked_logits(x, axis, mask, temperature):
@@ -23,9 +23,8 @@ def _masked_logits(x, axis, mask, temperature):
         raise ValueError(f"x of shape {tuple(z.shape)} has no entries along axis {axis}")
     z = z / check_positive(temperature, "temperature")
     if mask is not None:
-        keep = as_mask(mask, z)
-        z = torch.where(keep, z, -torch.inf) if isinstance(z, torch.Tensor) \
-            else np.where(keep, z, -np.inf)
+        xp = array_namespace(z)
+        z = xp.where(as_mask(mask, z), z, -xp.inf)
     return z, axis
 
 

@@ -62,8 +62,8 @@ def strided_attention(q, k, v, *, stride, causal=True, scale=None, block_size=No
     band = tuple(x.reshape(*x.shape[:-3], -1, x.shape[-1])[..., :n, :] for x in band)
     # part 2, i - j = m l with |m| >= 2: down the columns of the (M, l) grid
     m = ceil_div(n, l)
-    qc, kc, vc = (pad_seq(x, 0, m * l - n).reshape(*x.shape[:-2], m, l, x.shape[-1])
-                  .swapaxes(-2, -3) for x in (q, k, v))               # (..., l, M, d)
+    qc, kc, vc = (blocks(pad_seq(x, 0, m * l - n), l).swapaxes(-2, -3)
+                  for x in (q, k, v))                                 # (..., l, M, d)
     t = np.arange(m)
     gap = t[:, None] - t[None, :]                                      # (M, M): t - t'
     real = (t[None, :] * l + np.arange(l)[:, None] < n)                # (l, M): key inside?

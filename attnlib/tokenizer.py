@@ -18,7 +18,7 @@ from collections import Counter
 
 import torch
 
-from ._common import check_count
+from ._common import check_count, check_flag
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _SPECIAL = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
@@ -130,7 +130,7 @@ class WordTokenizer:
         """The text of ``ids`` (ints, or a 1-D tensor); ``decode(encode(t)[0]) == t`` for normalised text
         whose words are all in the vocabulary (see ``normalize``)."""
         tokens = self.convert_ids_to_tokens(ids)
-        if skip_special_tokens:
+        if check_flag(skip_special_tokens, "skip_special_tokens"):
             tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
         return detokenize(tokens)
 

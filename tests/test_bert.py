@@ -27,6 +27,7 @@ from attnlib.bert import IGNORE_INDEX  # noqa: E402
 from attnlib.data import CORPUS_FILE  # noqa: E402
 from attnlib.data.grammar import make_corpus  # noqa: E402
 from attnlib.tokenizer import SPECIAL_TOKENS, tokenize  # noqa: E402
+from tests.arrays import randomized  # noqa: E402
 
 V, E, LAYERS, HEADS, FF, MAXLEN = 40, 24, 2, 4, 36, 16
 
@@ -37,15 +38,6 @@ def hf_config(attn="sdpa", **kw):
                hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, layer_norm_eps=1e-12)
     cfg.update(kw)
     return transformers.BertConfig(**cfg, attn_implementation=attn)
-
-
-def randomized(model, seed=0):
-    """Redraw every parameter: weights and biases N(0, 0.3^2), LayerNorm weights N(1, 0.3^2)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(1.0 if "LayerNorm.weight" in name else 0.0, 0.3)
-    return model.eval()
 
 
 def batch(seed=1, b=4, length=11):

@@ -12,18 +12,7 @@ from hypothesis import strategies as st
 import attnlib
 from attnlib import benchmark, chunked_attention, scaled_dot_product_attention
 from attnlib.chunked import _chunked_plain, causal_blocks
-
-TOL = {torch.float32: dict(rtol=1e-6, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-10)}
-
-
-def qkv(n, m=None, *, d=16, dv=None, batch=(2, 3), dtype=torch.float64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    m = n if m is None else m
-    dv = d if dv is None else dv
-    return (torch.randn(*batch, n, d, generator=gen, dtype=dtype),
-            torch.randn(*batch, m, d, generator=gen, dtype=dtype),
-            torch.randn(*batch, m, dv, generator=gen, dtype=dtype))
-
+from tests.arrays import CHUNKED_TOL, qkv_tensors as qkv
 
 # --- equivalence with torch SDPA ---------------------------------------------------
 
@@ -35,7 +24,7 @@ def test_equals_torch_sdpa(n, chunk, causal, dtype):
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     got = chunked_attention(q, k, v, chunk_size=chunk, causal=causal)
     assert isinstance(got, torch.Tensor) and got.dtype == dtype and got.shape == ref.shape
-    torch.testing.assert_close(got, ref, **TOL[dtype])
+    torch.testing.assert_close(got, ref, **CHUNKED_TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -45,7 +34,7 @@ def test_numpy_equals_torch_sdpa(causal, dtype):
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal).numpy()
     got = chunked_attention(q.numpy(), k.numpy(), v.numpy(), chunk_size=50, causal=causal)
     assert isinstance(got, np.ndarray) and got.dtype == ref.dtype
-    np.testing.assert_allclose(got, ref, **TOL[dtype])
+    np.testing.assert_allclose(got, ref, **CHUNKED_TOL[dtype])
 
 
 def test_long_sequence_float32():
@@ -54,7 +43,7 @@ def test_long_sequence_float32():
     for causal in (False, True):
         ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         torch.testing.assert_close(chunked_attention(q, k, v, chunk_size=128, causal=causal), ref,
-                                   **TOL[torch.float32])
+                                   **CHUNKED_TOL[torch.float32])
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -64,7 +53,7 @@ def test_different_query_and_key_lengths(n, m, causal):
     q, k, v = qkv(n, m, dv=5, seed=n + m)
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     torch.testing.assert_close(chunked_attention(q, k, v, chunk_size=8, causal=causal), ref,
-                               **TOL[torch.float64])
+                               **CHUNKED_TOL[torch.float64])
 
 
 def test_scale_and_value_width():
@@ -224,7 +213,7 @@ def test_property_equals_sdpa_for_any_length_and_chunk(n, m, chunk, causal, dtyp
                                                  causal=causal))
     else:
         got = chunked_attention(q, k, v, chunk_size=chunk, causal=causal)
-    torch.testing.assert_close(got, ref, **TOL[dtype])
+    torch.testing.assert_close(got, ref, **CHUNKED_TOL[dtype])
 
 
 @settings(max_examples=30, deadline=None)
@@ -305,4 +294,4 @@ def test_fast_path_smaller_tiles_for_large_batches(causal):
     q, k, v = qkv(300, d=8, batch=(8, 8), dtype=torch.float32, seed=13)
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     torch.testing.assert_close(chunked_attention(q, k, v, chunk_size=256, causal=causal), ref,
-                               **TOL[torch.float32])
+                               **CHUNKED_TOL[torch.float32])

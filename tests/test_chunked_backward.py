@@ -10,16 +10,9 @@ import torch.nn.functional as F
 
 from attnlib import benchmark, chunked_attention, scaled_dot_product_attention
 from attnlib.chunked import ChunkedAttentionFunction
+from tests.arrays import CHUNKED_TOL, qkv_tensors
 
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
-
-
-def qkv(n, m=None, *, d=16, dv=None, batch=(2, 3), dtype=torch.float64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    m = n if m is None else m
-    dv = d if dv is None else dv
-    return [torch.randn(*shape, generator=gen, dtype=dtype).requires_grad_()
-            for shape in ((*batch, n, d), (*batch, m, d), (*batch, m, dv))]
+qkv = functools.partial(qkv_tensors, requires_grad=True)
 
 
 def grads(fn, q, k, v, d_out):
@@ -42,7 +35,7 @@ def assert_same_grads(q, k, v, *, chunk, dtype=torch.float64, **kwargs):
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
         assert a.shape == b.shape, name
         assert torch.isfinite(a).all(), name
-        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a, b, **CHUNKED_TOL[dtype], msg=lambda m: f"{name}: {m}")
 
 
 # --- exact gradients --------------------------------------------------------------
@@ -76,7 +69,7 @@ def test_gradients_equal_torch_sdpa_float32_long():
         got = grads(functools.partial(chunked_attention, chunk_size=128, causal=causal),
                     q, k, v, d_out)
         for a, b in zip(got, want):
-            torch.testing.assert_close(a, b, **TOL[torch.float32])
+            torch.testing.assert_close(a, b, **CHUNKED_TOL[torch.float32])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,13 +1,20 @@
 """One contract for every public function: the same mistake gets the same error everywhere."""
 
+import importlib
+import inspect
+import pkgutil
+from functools import cache, partial
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import attnlib
-from attnlib import (BertConfig, BertModel, CausalLM, DecoderConfig, MultiHeadAttention,
-                     TransformerDecoderLayer, TransformerEncoderLayer, generate, mask_tokens)
+from attnlib import (BertConfig, BertForMaskedLM, BertModel, CausalLM, DecoderConfig,
+                     MultiHeadAttention, TransformerDecoderLayer, TransformerEncoderLayer,
+                     WordTokenizer, generate, mask_tokens, next_token_loss)
+from attnlib import attention, benchmark, flex
 
 
 def qkv(n=8, d=4, backend="numpy", heads=()):
@@ -34,6 +41,18 @@ def lm(**kwargs):
 
 X = torch.randn(2, 5, 8, dtype=torch.float64)
 PROMPT = torch.tensor([[1, 2, 3]])
+CONFIG = BertConfig(vocab_size=20, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+                    max_position_embeddings=8)
+IDS = torch.randint(0, 20, (2, 5))
+
+
+@cache
+def hf_bert_weights():
+    """The state dict of a random transformers ``BertForMaskedLM`` of ``CONFIG``'s sizes."""
+    import transformers
+    return transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, max_position_embeddings=8)).state_dict()
 
 # Every public function that takes q, k, v, with the arguments it needs besides them.
 ATTENTION = {
@@ -88,7 +107,64 @@ FLAGS = {
     "DecoderConfig(tie_embeddings)": (lambda value: lm(tie_embeddings=value), "tie_embeddings"),
     "generate(use_cache)": (lambda value: generate(lm(), PROMPT, 2, use_cache=value),
                             "use_cache"),
+    "attention_weights(causal)": (lambda value: attention.attention_weights(*qkv()[:2],
+                                                                          causal=value), "causal"),
+    "TransformerDecoderLayer(bias)": (lambda value: decoder_layer(bias=value), "bias"),
+    "BertModel(add_pooling_layer)": (lambda value: BertModel(CONFIG, add_pooling_layer=value),
+                                     "add_pooling_layer"),
+    "BertModel.forward(need_weights)": (lambda value: BertModel(CONFIG)(IDS, need_weights=value),
+                                        "need_weights"),
+    "BertModel.load_hf_state_dict(strict)": (
+        lambda value: BertModel(CONFIG, add_pooling_layer=False).load_hf_state_dict(
+            hf_bert_weights(), strict=value),
+        "strict"),
+    "BertForMaskedLM.load_hf_state_dict(strict)": (
+        lambda value: BertForMaskedLM(CONFIG).load_hf_state_dict(hf_bert_weights(), strict=value),
+        "strict"),
+    "WordTokenizer.decode(skip_special_tokens)": (
+        lambda value: WordTokenizer.train(["a b"]).decode([2, 5], skip_special_tokens=value),
+        "skip_special_tokens"),
+    "attention_flops(causal)": (lambda value: attnlib.attention_flops(8, 4, causal=value),
+                                "causal"),
+    "attention_flops(projections)": (
+        lambda value: attnlib.attention_flops(8, 4, projections=value), "projections"),
+    "naive_attention(causal)": (lambda value: benchmark.naive_attention(*qkv(), causal=value),
+                                "causal"),
+    "torch_sdpa(causal)": (lambda value: benchmark.torch_sdpa(*qkv(backend="torch"),
+                                                              causal=value), "causal"),
+    # (the factory is importable, as measuring memory in a fresh process needs)
+    "compare(memory)": (lambda value: benchmark.compare({"a": partial(partial, int)}, baseline="a",
+                                                        repeats=1, warmup=0, memory=value),
+                        "memory"),
+    "window_mask_mod(causal)": (lambda value: flex.window_mask_mod(2, value, 1), "causal"),
+    "strided_mask_mod(causal)": (lambda value: flex.strided_mask_mod(2, value), "causal"),
 }
+
+
+def public_flags():
+    """``"name(flag)"`` for every parameter annotated or defaulting to a bool in the
+    public functions, classes and methods of attnlib's modules (grading aside)."""
+    found = set()
+    for info in pkgutil.iter_modules(attnlib.__path__):
+        if info.name.startswith("_") or info.ispkg or info.name in ("execution", "restore"):
+            continue  # (the last two re-export grading names for old configurations)
+        module = importlib.import_module(f"attnlib.{info.name}")
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            calls = [(name, obj)] if inspect.isfunction(obj) else []
+            if inspect.isclass(obj):
+                calls += [(name, obj.__init__)] + [
+                    (f"{name}.{method}", f) for method, f in vars(obj).items()
+                    if inspect.isfunction(f) and not method.startswith("_")]
+            for label, call in calls:
+                found |= {f"{label}({p.name})" for p in inspect.signature(call).parameters.values()
+                          if p.annotation in (bool, "bool") or isinstance(p.default, bool)}
+    return found
+
+
+def test_every_public_flag_is_checked():
+    assert public_flags() == set(FLAGS)
 
 
 @pytest.mark.parametrize("value", ["no", 1, None, np.ones(2, dtype=bool)])
@@ -119,9 +195,13 @@ def test_a_feature_size_of_zero_gets_the_same_error(name, backend):
         f(q, k, v, **kwargs)
 
 
-CONFIG = BertConfig(vocab_size=20, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
-                    max_position_embeddings=8)
-IDS = torch.randint(0, 20, (2, 5))
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_rope_on_a_feature_size_of_zero_gets_the_same_error(backend):
+    x, _, _ = qkv(d=0, backend=backend)
+    with pytest.raises(ValueError, match=r"^x of shape \(2, 8, 0\) needs a feature size d >= 1 "
+                                         r"\(last dimension\)$"):
+        attnlib.apply_rope(x)
+
 
 # Every torch-only entry point, given a numpy array (or list) where a tensor is needed.
 TENSOR_ARGS = {
@@ -138,6 +218,9 @@ TENSOR_ARGS = {
     "generate(input_ids)": (lambda: generate(lm(), PROMPT.numpy(), 2), "input_ids"),
     "TransformerDecoderLayer.forward(x)": (lambda: decoder_layer()(X.numpy(), X), "x"),
     "TransformerDecoderLayer.forward(memory)": (lambda: decoder_layer()(X, X.numpy()), "memory"),
+    "next_token_loss(logits)": (lambda: next_token_loss(lm()(PROMPT).detach().numpy(), PROMPT), "logits"),
+    "next_token_loss(input_ids)": (lambda: next_token_loss(lm()(PROMPT), PROMPT.tolist()),
+                                   "input_ids"),
 }
 
 

@@ -17,25 +17,15 @@ from hypothesis import strategies as st
 transformers = pytest.importorskip("transformers")
 
 from attnlib import CausalLM, DecoderConfig, KVCache, next_token_loss  # noqa: E402
+from tests.arrays import randomized  # noqa: E402
 
 V = 53
-
-
-def randomized(model, seed=0, dtype=torch.float32):
-    """Redraw every parameter: N(0, 0.3^2), norm weights N(1, 0.3^2)."""
-    torch.manual_seed(seed)
-    model = model.to(dtype)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            is_norm = any(k in name for k in ("ln_", "norm")) and name.endswith("weight")
-            p.normal_(1.0 if is_norm else 0.0, 0.3)
-    return model.eval()
 
 
 def gpt2(dtype=torch.float32, **kw):
     cfg = transformers.GPT2Config(vocab_size=V, n_positions=24, n_embd=32, n_layer=2, n_head=4,
                                   bos_token_id=0, eos_token_id=0, **kw)
-    return randomized(transformers.GPT2LMHeadModel(cfg), dtype=dtype)
+    return randomized(transformers.GPT2LMHeadModel(cfg).to(dtype))
 
 
 def llama(dtype=torch.float32, kv_heads=2, **kw):
@@ -43,7 +33,7 @@ def llama(dtype=torch.float32, kv_heads=2, **kw):
                                    num_hidden_layers=2, num_attention_heads=4,
                                    num_key_value_heads=kv_heads, max_position_embeddings=40,
                                    bos_token_id=0, eos_token_id=0, **kw)
-    return randomized(transformers.LlamaForCausalLM(cfg), dtype=dtype)
+    return randomized(transformers.LlamaForCausalLM(cfg).to(dtype))
 
 
 def ids(b=3, length=17, seed=1):
@@ -119,7 +109,7 @@ def test_changing_a_later_token_never_changes_an_earlier_output(config, length, 
     """Causality: logits at positions <= cut depend only on tokens <= cut."""
     cut = cut % (length - 1)
     torch.manual_seed(seed)
-    model = randomized(CausalLM(DecoderConfig(V, 12, 16, 2, 4, **config)), seed, torch.float64)
+    model = randomized(CausalLM(DecoderConfig(V, 12, 16, 2, 4, **config)).double(), seed=seed)
     x = torch.randint(0, V, (2, length))
     y = x.clone()
     y[:, cut + 1:] = torch.randint(0, V, (2, length - cut - 1))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import nbformat
 from attnlib.grading.course import ROOT
+from tests.grading.helpers import QUICK
 
-QUICK = Path(__file__).parent / "fixtures" / "quick"
 # submission fixture -> points out of 5
 QUICK_ANSWERS = {"right": 5, "add_negatives": 3, "mean_floor": 2, "unanswered": 0}
 # submission fixture -> the message of the hidden check it fails

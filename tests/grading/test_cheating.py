@@ -5,12 +5,10 @@ answers are all wrong, plus one way of making the tests pass anyway; its first c
 which. Without the tamper checks of attnlib.grading.tamper_checks, several of them score 10 / 10.
 """
 
-from pathlib import Path
 
 from attnlib.grading.limits import Outcome
 from attnlib.grading.grade_one import grade
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.grading.helpers import FIXTURES
 
 
 def assert_caught(name, *changed):

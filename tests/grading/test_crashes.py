@@ -5,16 +5,10 @@ exercises right except for one cell that loops or kills its kernel (see their fi
 Short limits keep these tests quick.
 """
 
-from pathlib import Path
 
 from attnlib.grading.limits import Outcome
 from attnlib.grading.grade_one import grade
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def points(report):
-    return {e.id: e.score for e in report.exercises}
+from tests.grading.helpers import FIXTURES, points
 
 
 def errors(report, grade_id):

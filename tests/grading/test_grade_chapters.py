@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import nbformat
 import pytest
@@ -12,6 +10,7 @@ from tests.notebooks import learner_notebook
 
 from attnlib.grading.course import chapter_ids, source_notebook
 from attnlib.grading.grade_one import grade
+from tests.grading.helpers import run_cli
 
 CHAPTERS = chapter_ids()
 
@@ -26,11 +25,6 @@ def errors(cell):
 
 def stderr(cell):
     return [o for o in cell.get("outputs", []) if o.get("name") == "stderr"]
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "attnlib", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

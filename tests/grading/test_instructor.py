@@ -23,8 +23,8 @@ from nbgrader.api import Gradebook
 from attnlib.grading.course import ROOT, source_notebook
 from tests.grading.classes import QUICK, hidden_lines, quick_class, run
 from tests.grading.postgres import postgres_server
+from tests.grading.helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CHAPTER = "01_softmax"
 NBGRADER_OUTPUTS = ("gradebook.db", "submitted", "autograded", "feedback", "grades.csv")
 PRESENT_BEFORE = {name for name in NBGRADER_OUTPUTS if (ROOT / name).exists()}

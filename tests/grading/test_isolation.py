@@ -15,8 +15,8 @@ from attnlib.grading import cgroup, sandbox
 from attnlib.grading.course import course_config
 from attnlib.grading.grade_one import autograde
 from attnlib.grading.limits import Outcome
+from tests.grading.helpers import QUICK
 
-QUICK = Path(__file__).parent / "fixtures" / "quick"
 needs_bwrap = pytest.mark.skipif(sandbox.unavailable() is not None,
                                  reason=f"no sandbox here: {sandbox.unavailable()}")
 needs_cgroup = pytest.mark.skipif(cgroup.unavailable() is not None,

@@ -45,6 +45,7 @@ def test_readme_states_the_defaults():
                  f"A whole notebook is stopped after {limits.NOTEBOOK_TIMEOUT} s",
                  f"at most {limits.PROCESSES} processes and threads",
                  f"a scratch folder of {limits.SCRATCH_SIZE.replace('GiB', ' GiB')}",
+                 f"`--jobs N` (default {limits.JOBS})",
                  "attnlib/grading/limits.py"):
         assert text in readme, f"the README does not say: {text}"
 

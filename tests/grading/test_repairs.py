@@ -7,15 +7,14 @@ the repair, nbgrader refuses several of them ("Inconsistent checksums", a bare K
 
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from attnlib.grading.course import course_config
 from attnlib.grading.grade_one import autograde
+from tests.grading.helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 QUICK = FIXTURES / "quick"
 
 

@@ -15,8 +15,8 @@ import pytest
 from attnlib.grading import sandbox
 from attnlib.grading.course import ROOT
 from attnlib.grading.grade_one import grade
+from tests.grading.helpers import FIXTURES, points
 
-FIXTURES = Path(__file__).parent / "fixtures"
 needs_bwrap = pytest.mark.skipif(sandbox.unavailable() is not None,
                                  reason=f"no sandbox here: {sandbox.unavailable()}")
 
@@ -24,10 +24,6 @@ needs_bwrap = pytest.mark.skipif(sandbox.unavailable() is not None,
 def printed(report):
     return "".join(o.get("text", "") for c in report.executed.cells if c.cell_type == "code"
                    for o in c.outputs if o.output_type == "stream")
-
-
-def points(report):
-    return {e.id: e.score for e in report.exercises}
 
 
 @needs_bwrap

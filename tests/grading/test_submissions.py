@@ -5,21 +5,12 @@ cell says what is special about each. None is named 01_softmax.ipynb: they are m
 to the chapter by their test cells, as a renamed copy is.
 """
 
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from attnlib.grading.course import course_config
 from attnlib.grading.grade_one import grade, machine_notes
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "attnlib", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True)
+from tests.grading.helpers import FIXTURES, run_cli
 
 
 def test_a_right_submission_scores_full_marks_without_notes():

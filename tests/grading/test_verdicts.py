@@ -24,8 +24,8 @@ from attnlib.grading import probe
 from attnlib.grading.exercises import EXERCISES, LIBRARY, tripwire_targets
 from attnlib.grading.grade_one import grade
 from attnlib.grading.verdicts import DecideVerdicts, Unreadable, probe_call, verdict
+from tests.grading.helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 PICKLE_MARK = Path("/tmp/attnlib-verdict-pickle-ran")
 
 # fixture -> a phrase the message of every exercise must contain (None: any failure)

@@ -25,10 +25,17 @@ def qkv(b, h, h_kv, lq, lk, d, dtype=torch.float32, seed=0):
 @given(b=st.integers(1, 3), h_kv=st.integers(1, 4), group=st.integers(1, 4), lq=st.integers(1, 9),
        lk=st.integers(1, 9), d=st.sampled_from([1, 4, 8]), causal=st.booleans(), seed=st.integers(0, 99))
 def test_equals_torch_sdpa_enable_gqa(b, h_kv, group, lq, lk, d, causal, seed):
+    """Both paths: torch tensors without a mask go to torch's kernel itself; numpy
+    arrays take attnlib's own path, the groups folded into a dimension."""
     q, k, v = qkv(b, h_kv * group, h_kv, lq, lk, d, torch.float64, seed)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
-    got = grouped_query_attention(q, k, v, causal=causal)
-    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grouped_query_attention(q, k, v, causal=causal), want,
+                               atol=1e-12, rtol=1e-12)
+    folded = grouped_query_attention(q.numpy(), k.numpy(), v.numpy(), causal=causal)
+    np.testing.assert_allclose(folded, want.numpy(), atol=1e-12, rtol=1e-12)
+    repeated = scaled_dot_product_attention(q.numpy(), k.repeat_interleave(group, 1).numpy(),
+                                            v.repeat_interleave(group, 1).numpy(), causal=causal)
+    np.testing.assert_allclose(folded, repeated, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])

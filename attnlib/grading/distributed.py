@@ -22,11 +22,9 @@ import sys
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import ExitStack
 
-from tqdm import tqdm
-
 from .course import CourseError
 
-CONNECT_TIMEOUT = 30  # seconds to wait for the scheduler at --scheduler ADDRESS
+CONNECT_TIMEOUT = 30  # seconds to wait for the scheduler at --scheduler ADDRESS, and its workers
 
 
 def run_tasks(function: Callable[..., dict], tasks: dict[Hashable, tuple], *, jobs: int,
@@ -42,22 +40,17 @@ def run_tasks(function: Callable[..., dict], tasks: dict[Hashable, tuple], *, jo
     """
     try:
         from dask.distributed import Client, LocalCluster, as_completed
+        from tqdm import tqdm
     except ImportError:
-        raise CourseError("grading a class needs Dask: pip install 'attnlib[grade-cluster]'"
-                          ) from None
+        raise CourseError("grading a class needs Dask and tqdm: "
+                          "pip install 'attnlib[grade-cluster]'") from None
     with ExitStack() as stack:
-        if scheduler is None:
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR))
-            address = cluster.scheduler_address
+        if scheduler is None:  # (the status page on a free port: 8787 may be taken)
+            client = stack.enter_context(Client(stack.enter_context(LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True,
+                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR))))
         else:
-            address = scheduler
-        try:
-            client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
-        except (OSError, ValueError, TypeError) as err:
-            raise CourseError(f"--scheduler: cannot reach a Dask scheduler at {address!r} "
-                              f"(expected an address such as tcp://host:8786): {err}") from None
+            client = stack.enter_context(_connect(Client, scheduler))
         futures = {client.submit(function, *args, pure=False): key
                    for key, args in tasks.items()}
         for future in tqdm(as_completed(futures), total=len(futures), desc=description,
@@ -67,3 +60,20 @@ def run_tasks(function: Callable[..., dict], tasks: dict[Hashable, tuple], *, jo
             except Exception as err:  # the worker died, or the task raised: report, go on
                 result = {"error": f"grading failed on the cluster: {type(err).__name__}: {err}"}
             yield futures[future], result
+
+
+def _connect(client_class, address: str):
+    """A client of the Dask scheduler at ``address`` that has at least one worker, or a
+    ``CourseError`` that says which of the two is missing."""
+    try:
+        client = client_class(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, ValueError, TypeError) as err:
+        raise CourseError(f"--scheduler: cannot reach a Dask scheduler at {address!r} "
+                          f"(expected an address such as tcp://host:8786): {err}") from None
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+    except TimeoutError:
+        client.close()
+        raise CourseError(f"--scheduler: the Dask scheduler at {address!r} has no workers after "
+                          f"{CONNECT_TIMEOUT} s: start them with `dask worker {address}`") from None
+    return client

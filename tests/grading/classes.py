@@ -95,8 +95,9 @@ def dask_cluster(folder: Path, workers: int = 2):
                     "--nthreads", "1", "--no-dashboard"],
             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs[1:]]
         address = json.loads(address_file.read_text())["address"]
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(workers, timeout=120)
+        if workers:
+            with Client(address, timeout=60) as client:
+                client.wait_for_workers(workers, timeout=120)
         yield address
     finally:
         for process in reversed(processes):

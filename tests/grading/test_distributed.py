@@ -7,7 +7,8 @@ import shutil
 import pytest
 from nbgrader.api import Gradebook
 
-from attnlib.grading.course import ROOT
+from attnlib.grading import distributed
+from attnlib.grading.course import ROOT, CourseError
 from tests.grading.classes import QUICK, QUICK_ANSWERS, dask_cluster, quick_class, run
 
 
@@ -54,3 +55,11 @@ def test_a_bad_scheduler_is_refused_clearly(tmp_path, args, message):
     done = run("attnlib", "autograde", "quick", *args, cwd=tmp_path, check=False)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_scheduler_without_workers_is_refused_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT", 3)
+    with dask_cluster(tmp_path, workers=0) as address:
+        with pytest.raises(CourseError, match=rf"^--scheduler: the Dask scheduler at '{address}' "
+                                              r"has no workers after 3 s: start them with"):
+            list(distributed.run_tasks(print, {"task": ("nothing",)}, jobs=1, scheduler=address))

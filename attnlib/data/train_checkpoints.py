@@ -1,8 +1,9 @@
 """The small trained models the chapters analyse, and the script that trains them.
 
 ``python -m attnlib.data.train_checkpoints`` trains, with the settings below (fixed
-seeds and step counts, on one CPU thread), the two language models of the decoder
-chapter (about 3 minutes each), written as ``lm_mha.pt`` and ``lm_gqa.pt``, and the
+seeds and step counts, on one CPU thread), the three language models of the decoder
+chapter (about 3 minutes each: 4, 2 and 1 key/value heads for 4 query heads), written
+as ``lm_mha.pt``, ``lm_gqa.pt`` and ``lm_mqa.pt``, and the
 tiny BERT of chapter 05 (about a minute), written as ``bert.pt``, next to this file;
 ``load_checkpoint`` and ``load_bert_checkpoint`` read them back. ``--steps N --out
 FOLDER`` makes a quick trial run elsewhere. The chapters import the same settings,
@@ -37,7 +38,7 @@ MODEL = dict(max_positions=64, d_model=64, num_layers=2, num_heads=4, d_ff=172,
              positions="rope", norm="rmsnorm", feed_forward="swiglu", bias=False)
 # the two checkpoints: multi-head attention, and grouped-query attention with one
 # key/value head shared by all four query heads (multi-query attention)
-KV_HEADS = {"mha": 4, "gqa": 1}
+KV_HEADS = {"mha": 4, "gqa": 2, "mqa": 1}
 TRAINING = dict(steps=1500, batch_size=32, lr=3e-3, warmup=50, seed=0)
 # chapter 05's BERT: width 64, 2 layers of 4 heads, feed-forward width 128, no dropout
 BERT_MODEL = dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
@@ -68,7 +69,7 @@ def lm_data():
 
 
 def lm_config(vocab_size: int, kv_heads: str = "mha") -> DecoderConfig:
-    """The ``DecoderConfig`` of checkpoint ``kv_heads`` (``"mha"`` or ``"gqa"``)."""
+    """The ``DecoderConfig`` of checkpoint ``kv_heads`` (``"mha"``, ``"gqa"`` or ``"mqa"``)."""
     if kv_heads not in KV_HEADS:
         raise ValueError(f"kv_heads must be one of {sorted(KV_HEADS)}, got {kv_heads!r}")
     return DecoderConfig(vocab_size, num_kv_heads=KV_HEADS[kv_heads], **MODEL)
@@ -217,7 +218,7 @@ def checkpoint_path(kv_heads: str, folder: Path = HERE) -> Path:
 
 
 def load_checkpoint(kv_heads: str = "mha", folder: Path = HERE) -> tuple[CausalLM, list[float]]:
-    """``(model, losses)``: the model ``kv_heads`` (``"mha"`` or ``"gqa"``) saved in ``folder``
+    """``(model, losses)``: the model ``kv_heads`` (``"mha"``, ``"gqa"`` or ``"mqa"``) saved in ``folder``
     (by default the shipped one), in eval mode, and its training loss at every step."""
     return _load(CausalLM, DecoderConfig, checkpoint_path(kv_heads, folder))
 

@@ -36,8 +36,8 @@ HELD_OUT = 0.1                      # share of paragraphs held out for perplexit
 # the architecture (LLaMA-style: RoPE, RMSNorm, SwiGLU, no biases, tied embeddings)
 MODEL = dict(max_positions=64, d_model=64, num_layers=2, num_heads=4, d_ff=172,
              positions="rope", norm="rmsnorm", feed_forward="swiglu", bias=False)
-# the two checkpoints: multi-head attention, and grouped-query attention with one
-# key/value head shared by all four query heads (multi-query attention)
+# the three checkpoints, by their key/value heads for the four query heads: multi-head
+# attention, grouped-query attention with two, multi-query attention with one
 KV_HEADS = {"mha": 4, "gqa": 2, "mqa": 1}
 TRAINING = dict(steps=1500, batch_size=32, lr=3e-3, warmup=50, seed=0)
 # chapter 05's BERT: width 64, 2 layers of 4 heads, feed-forward width 128, no dropout
@@ -218,8 +218,8 @@ def checkpoint_path(kv_heads: str, folder: Path = HERE) -> Path:
 
 
 def load_checkpoint(kv_heads: str = "mha", folder: Path = HERE) -> tuple[CausalLM, list[float]]:
-    """``(model, losses)``: the model ``kv_heads`` (``"mha"``, ``"gqa"`` or ``"mqa"``) saved in ``folder``
-    (by default the shipped one), in eval mode, and its training loss at every step."""
+    """``(model, losses)``: the model ``kv_heads`` (``"mha"``, ``"gqa"`` or ``"mqa"``) saved in
+    ``folder`` (by default the shipped one), in eval mode, and its training loss at every step."""
     return _load(CausalLM, DecoderConfig, checkpoint_path(kv_heads, folder))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import Case, Exercise, tensor, torch_seeded

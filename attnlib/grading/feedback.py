@@ -13,11 +13,14 @@ is written (``GenerateFeedback.preprocessors`` in ``nbgrader_config.py``):
   the code.
 
 The learner still sees their code, every check's points and, in words, why a
-hidden check failed. ``c.HideHiddenTests.enabled = False`` shows everything.
+hidden check failed. Only the autograder's test cells are touched: a learner's
+own cell is shown as written, even one that holds the delimiters.
+``c.HideHiddenTests.enabled = False`` shows everything.
 """
 
 from __future__ import annotations
 
+from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests
 
 
@@ -27,6 +30,8 @@ class HideHiddenTests(ClearHiddenTests):
 
     def preprocess_cell(self, cell, resources, cell_index):
         """``cell``: a notebook cell, returned without its hidden tests and their tracebacks."""
+        if not utils.is_grade(cell) or utils.is_solution(cell):
+            return cell, resources  # not a test cell: the learner's own, as they wrote it
         hidden = self.begin_test_delimeter in cell.source
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
         for output in cell.get("outputs", []) if hidden else []:

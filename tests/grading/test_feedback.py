@@ -1,7 +1,10 @@
 """Feedback keeps the hidden tests hidden: ``nbgrader generate_feedback`` on an autograded
 class, every feedback file scanned, and the nbgrader_config.py option that shows them."""
 
+import nbformat
 from bs4 import BeautifulSoup
+
+from attnlib.grading.feedback import HideHiddenTests
 
 from tests.grading.classes import HIDDEN_FAILURES, QUICK, hidden_lines, quick_class, run
 
@@ -36,3 +39,21 @@ def test_feedback_shows_the_messages_of_hidden_checks_but_not_their_code(tmp_pat
     run("nbgrader", "generate_feedback", "quick", "--force", cwd=course)
     for student, text in feedback_texts(course).items():
         assert hidden <= {line for line in hidden if line in text}, student
+
+
+def test_only_test_cells_are_cleared():
+    """A learner's cell that happens to hold the delimiter is shown as written (nbgrader's
+    own step would stop the feedback: no end delimiter, or not a grade cell); a test cell
+    loses its hidden lines, and its error keeps only the name and message."""
+    nb = nbformat.read(QUICK / "quick.ipynb", as_version=4)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    answer.source += "\n# my notes: ### BEGIN HIDDEN TESTS would be cheating"
+    written = answer.source
+    test = next(c for c in nb.cells if "BEGIN HIDDEN TESTS" in c.source
+                and c.metadata.get("nbgrader", {}).get("grade"))
+    test.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="no",
+                                           traceback=[test.source])]
+    HideHiddenTests().preprocess(nb, {})
+    assert answer.source == written
+    assert "HIDDEN" not in test.source
+    assert test.outputs[0].traceback == ["AssertionError: no"]

@@ -9,7 +9,7 @@ runs of it would share one gradebook. Here the work is split in two:
    course of its own, exactly as ``python -m attnlib grade`` does (sandbox,
    limits, tamper checks), and send back the executed notebooks.
 2. One process, nbgrader's own ``autograde``, then writes every result into the
-   course: its execution step, ``ReplayExecution``, hands over the notebook a
+   course, one student after another under a progress bar of its own: its execution step, ``ReplayExecution``, hands over the notebook a
    worker executed instead of running it again. nbgrader itself fills the
    gradebook (SQLite, or a server database through ``CourseDirectory.db_url``),
    ``autograded/``, late penalties and the zero of a missing notebook, so
@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,16 +159,24 @@ def autograde_class(course: str | Path, assignment: str, jobs: int = JOBS,
             ReplayExecution if _is_execution(step) else step for step in steps]
         config.ReplayExecution.results = str(results)
         config.CourseDirectory.submitted_directory = str(staged)
-        for student in report.values():
-            if not student.error:
-                _stage(submitted / student.id / assignment, staged / student.id / assignment,
-                       student)
+        graded = [student for student in report.values() if not student.error]
+        for student in graded:
+            _stage(submitted / student.id / assignment, staged / student.id / assignment,
+                   student)
         failed = None
         if staged.is_dir():
-            try:
-                nbgrader("autograde", assignment, config)
-            except CourseError as err:  # the others were graded: whose failed is read below
-                failed = " ".join(str(err).splitlines())
+            from tqdm import tqdm  # (with Dask, in the grade-cluster extra: run_tasks needed it)
+            # the gradebook is written one student after the other: a second bar, counted by
+            # nbgrader's post_convert_hook unless the course's configuration has its own
+            with tqdm(total=len(graded), desc=f"{assignment}: gradebook", unit="student",
+                      file=sys.stderr, dynamic_ncols=True,
+                      disable="post_convert_hook" in config.Autograde) as bar:
+                if not bar.disable:
+                    config.Autograde.post_convert_hook = lambda **_: bar.update()
+                try:
+                    nbgrader("autograde", assignment, config)
+                except CourseError as err:  # the others were graded: whose failed is read below
+                    failed = " ".join(str(err).splitlines())
     _read_scores(config, assignment, report, failed)
     if not sandboxes:  # nothing was graded: say what this machine would have done
         missing = why_not(config.GradingExecute.get("sandbox", True))

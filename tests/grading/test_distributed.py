@@ -28,7 +28,8 @@ def test_a_class_graded_on_a_dask_cluster_matches_serial_nbgrader(tmp_path):
         done = run("attnlib", "autograde", "quick", "--scheduler", address, "--json",
                    cwd=tmp_path / "dask")
     summary = json.loads(done.stdout)
-    assert "20/20" in done.stderr  # the progress bar
+    assert "quick: 100%" in done.stderr and "20/20" in done.stderr  # the workers' progress bar
+    assert "quick: gradebook: 100%" in done.stderr  # and the gradebook's
     assert summary["graded"] == 20 and summary["sandbox"] == "bubblewrap"
     assert summary["workers"] == f"the Dask cluster at {address}"
     assert {s["id"]: s["score"] for s in summary["students"]} == {

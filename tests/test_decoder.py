@@ -128,6 +128,16 @@ def test_next_token_loss_shifts_the_labels():
     torch.testing.assert_close(next_token_loss(logits, x), want)
 
 
+def test_next_token_loss_refuses_what_it_cannot_score():
+    logits, x = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    with pytest.raises(ValueError, match=r"^input_ids must have L >= 2 tokens"):
+        next_token_loss(logits[:, :1], x[:, :1])
+    with pytest.raises(ValueError, match=r"^logits must have shape \(B, L, V\) with \(B, L\) = \(2, 5\)"):
+        next_token_loss(logits[:, :4], x)
+    with pytest.raises(TypeError, match=r"^input_ids must be an int64 tensor"):
+        next_token_loss(logits, x.float())
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda: DecoderConfig(V, 8, 30, 1, 4), "divisible by num_heads"),
     (lambda: DecoderConfig(V, 8, 32, 1, 4, num_kv_heads=3), "H % H_kv"),
